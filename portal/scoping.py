@@ -1,0 +1,55 @@
+"""The one department-scoping helper.
+
+Every query about businesses, pages, warnings and statistics goes through `Scope.apply` (or
+`Scope.allows`) so that a user sees their own department subtree, and only a role with
+cross-department lookup, asking for it explicitly, sees every department.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import InstrumentedAttribute
+
+from portal.auth.roles import Permission
+from portal.db import db
+from portal.org.models import Department
+
+S = TypeVar("S", bound=Select[Any])
+
+
+@dataclass(frozen=True)
+class Scope:
+    department_path: str | None  # None: every department
+
+    @property
+    def everywhere(self) -> bool:
+        return self.department_path is None
+
+    def department_ids(self) -> Select[tuple[int]]:
+        stmt = select(Department.id)
+        if self.department_path is not None:
+            stmt = stmt.where(Department.path.startswith(self.department_path, autoescape=True))
+        return stmt
+
+    def apply(self, stmt: S, department_column: InstrumentedAttribute[int]) -> S:
+        if self.department_path is None:
+            return stmt
+        return stmt.where(department_column.in_(self.department_ids().scalar_subquery()))
+
+    def allows(self, department_id: int | None) -> bool:
+        if self.department_path is None:
+            return True
+        if department_id is None:
+            return False
+        department = db.session.get(Department, department_id)
+        return department is not None and department.path.startswith(self.department_path)
+
+
+def scope_for(user: Any, *, cross_department: bool = False) -> Scope:
+    """The user's department subtree, or everywhere when they may and ask to look across."""
+    if cross_department and user.can(Permission.LOOKUP_ALL):
+        return Scope(None)
+    return Scope(user.department.path)
