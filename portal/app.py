@@ -45,7 +45,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(resource_dir("migrations")))
+    migrate.init_app(
+        app, db, directory=str(resource_dir("migrations")),
+        render_as_batch=True, compare_type=True, render_item=_render_migration_item,
+    )
     login_manager.init_app(app)
     csrf.init_app(app)
     htmx.init_app(app)
@@ -61,6 +64,15 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     register_commands(app)
     return app
+
+
+def _render_migration_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+    """Write our column types as plain SQLAlchemy types so migrations never import the app."""
+    from portal.db import UTCDateTime
+
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime()"
+    return False
 
 
 def _engine_options(url: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ automatically, so the PostgreSQL pass can select them.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import os
 from collections.abc import Iterator
@@ -32,11 +33,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def database_url(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> str:
     url = os.environ.get("TEST_DATABASE_URL")
-    if url:
+    if not url:
+        return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+    if worker_id == "master":
         return url
-    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+    # One database per xdist worker, created beside the given one.
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    name = f"{base.database}_{worker_id}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
@@ -81,6 +95,7 @@ def app(settings: Settings, _schema: None) -> Iterator[Flask]:
 
     settings.instance_dir.mkdir(parents=True, exist_ok=True)
     application = create_app(settings, TESTING=True, WTF_CSRF_ENABLED=False)
+    application.test_client_class = IsolatedClient
     with application.app_context():
         yield application
         db.session.rollback()
@@ -106,6 +121,14 @@ def db_session(app: Flask):  # type: ignore[no-untyped-def]
     from portal.db import db
 
     return db.session
+
+
+class IsolatedClient(FlaskClient):
+    """Runs each request in a fresh context, so it gets its own app context, `g` and database
+    session, as in production, instead of sharing the test's."""
+
+    def open(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return contextvars.Context().run(super().open, *args, **kwargs)
 
 
 @pytest.fixture

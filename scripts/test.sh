@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Sets up and runs the whole test suite: lint, every test on SQLite, then every database test
+# on a throwaway PostgreSQL database (the local PostgreSQL 15 server is started if needed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/system-packages.sh test
+scripts/venv.sh dev,sane
+export PATH="$PWD/.venv/bin:$PATH"
+
+echo "== ruff"
+ruff check .
+
+echo "== tests on SQLite"
+pytest -n 2 -q "$@"
+
+echo "== database tests on PostgreSQL"
+source scripts/pg-test-db.sh
+trap pg_test_db_drop EXIT
+pg_test_db_create
+TEST_DATABASE_URL="$PG_TEST_URL" pytest -n 2 -q -m db "$@"
