@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from portal.capture.completeness import refresh_completeness
 from portal.db import db, utcnow
 from portal.dictionary.models import BusinessType
 from portal.org.models import Department
@@ -28,8 +29,8 @@ class Lookups:
     @classmethod
     def load(cls) -> Lookups:
         return cls(
-            dict(db.session.execute(select(BusinessType.code, BusinessType.id)).tuples()),
-            dict(db.session.execute(select(Department.code, Department.id)).tuples()),
+            dict(db.session.execute(select(BusinessType.code, BusinessType.id)).all()),
+            dict(db.session.execute(select(Department.code, Department.id)).all()),
         )
 
 
@@ -54,6 +55,7 @@ def apply_record(record: BusinessRecord, lookups: Lookups | None = None) -> tupl
         and record.updated_at <= business.source_updated_at
     ):
         return "unchanged", business
+    type_changed = business.business_type_id != type_id
     values = {
         "business_type_id": type_id,
         "department_id": department_id,
@@ -79,4 +81,6 @@ def apply_record(record: BusinessRecord, lookups: Lookups | None = None) -> tupl
     )
     business.synced_at = utcnow()
     db.session.flush()
+    if outcome == "created" or type_changed:
+        refresh_completeness(business)
     return outcome, business
