@@ -96,12 +96,14 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from portal.admin.views import bp as admin_bp
+    from portal.agents.api import bp as agent_api_bp
+    from portal.agents.views import bp as agents_bp
     from portal.archive.views import bp as archive_bp
     from portal.audit.views import bp as audit_bp
     from portal.auth.views import bp as auth_bp
     from portal.main.views import bp as main_bp
 
-    for bp in (main_bp, auth_bp, admin_bp, audit_bp, archive_bp):
+    for bp in (main_bp, auth_bp, admin_bp, audit_bp, archive_bp, agents_bp, agent_api_bp):
         app.register_blueprint(bp)
 
 

@@ -43,6 +43,7 @@ class Settings:
     master_key_file: Path  # PORTAL_MASTER_KEY_FILE, default <instance>/keys/master.key
     portal_key_file: Path  # PORTAL_SIGNING_KEY_FILE, default <instance>/keys/portal-sm2.pem
     data_key_file: Path  # PORTAL_DATA_KEY_FILE, default <instance>/keys/data.key (field keys)
+    transport_key_file: Path | None = None  # PORTAL_TRANSPORT_KEY_FILE, default <instance>/keys/portal-transport-sm2.pem
     session_idle_minutes: int = 30  # PORTAL_SESSION_IDLE_MINUTES
     password_min_length: int = 10  # PORTAL_PASSWORD_MIN_LENGTH
     password_min_classes: int = 3  # PORTAL_PASSWORD_MIN_CLASSES (of lower/upper/digit/symbol)
@@ -77,6 +78,9 @@ class Settings:
                 _env("PORTAL_SIGNING_KEY_FILE", str(inst / "keys" / "portal-sm2.pem"))
             ),
             data_key_file=Path(_env("PORTAL_DATA_KEY_FILE", str(inst / "keys" / "data.key"))),
+            transport_key_file=Path(
+                _env("PORTAL_TRANSPORT_KEY_FILE", str(inst / "keys" / "portal-transport-sm2.pem"))
+            ),
             session_idle_minutes=_env_int("PORTAL_SESSION_IDLE_MINUTES", 30),
             password_min_length=_env_int("PORTAL_PASSWORD_MIN_LENGTH", 10),
             password_min_classes=_env_int("PORTAL_PASSWORD_MIN_CLASSES", 3),

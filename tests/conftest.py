@@ -106,13 +106,16 @@ def app(settings: Settings, _schema: None) -> Iterator[Flask]:
 def _truncate_all(engine, base) -> None:  # type: ignore[no-untyped-def]
     tables = list(reversed(base.metadata.sorted_tables))
     with engine.begin() as conn:
+        # DELETE is much faster than TRUNCATE on PostgreSQL for the few rows a test leaves.
         if engine.dialect.name == "postgresql":
-            names = ", ".join(f'"{t.name}"' for t in tables)
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            conn.execute(text("SET session_replication_role = replica"))  # skip FK checks
         else:
             conn.execute(text("PRAGMA foreign_keys=OFF"))
-            for table in tables:
-                conn.execute(table.delete())
+        for table in tables:
+            conn.execute(table.delete())
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SET session_replication_role = DEFAULT"))
+        else:
             conn.execute(text("PRAGMA foreign_keys=ON"))
 
 

@@ -109,7 +109,8 @@ class CapturedPage(Base):
     source: Mapped[PageSource] = mapped_column(_enum(PageSource), default=PageSource.AGENT)
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("agent.id"))
     window_id: Mapped[int | None] = mapped_column(ForeignKey("window.id"))
-    captured_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    # The clerk who started the job; None for a barcode batch scanned without one.
+    captured_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"), index=True)
     captured_at: Mapped[datetime] = mapped_column(default=utcnow)
     confirmed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     confirmed_at: Mapped[datetime | None]
