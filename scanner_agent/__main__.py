@@ -1,0 +1,3 @@
+from scanner_agent.cli import main
+
+raise SystemExit(main())
