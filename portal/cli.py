@@ -27,6 +27,9 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(user_group)
     app.cli.add_command(demo_command)
     app.cli.add_command(dictionary_group)
+    from portal.agents import cli as agents_cli
+
+    agents_cli.register(app)
 
 
 @click.group("user")

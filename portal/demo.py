@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import select
@@ -65,10 +67,14 @@ def seed_demo(businesses: int = 300, password: str | None = None) -> DemoResult:
     password = password or f"Demo-{secrets.token_hex(3)}-{secrets.randbelow(90) + 10}"
     seed_dictionary()
     result = DemoResult(password=password, users=[(u[0], "、".join(r.label for r in u[3])) for u in USERS])
+    saved = Path(current_app.instance_path) / "demo-credentials.txt"
     if db.session.scalar(select(User).where(User.username == "clerk")) is not None:
         result.skipped = True
-        result.password = "(unchanged)"
+        result.password = saved.read_text().strip() if saved.exists() else "(unchanged)"
         return result
+    fd = os.open(saved, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password + "\n")
     departments: dict[str, Department] = {}
     for code, name, kind, parent in DEPARTMENTS:
         departments[code] = create_department(

@@ -22,6 +22,8 @@ from sqlalchemy import text
 
 from portal.config import Settings
 
+pytest_plugins = ["tests.portal.browser_support"]
+
 PASSWORD = "Correct-Horse-42"
 DB_FIXTURES = {"app", "db_session", "org", "client", "factory"}
 
