@@ -102,8 +102,11 @@ def _register_blueprints(app: Flask) -> None:
     from portal.audit.views import bp as audit_bp
     from portal.auth.views import bp as auth_bp
     from portal.main.views import bp as main_bp
+    from portal.stats.views import bp as stats_bp
+    from portal.warnings.views import bp as warnings_bp
 
-    for bp in (main_bp, auth_bp, admin_bp, audit_bp, archive_bp, agents_bp, agent_api_bp):
+    for bp in (main_bp, auth_bp, admin_bp, audit_bp, archive_bp, agents_bp, agent_api_bp, warnings_bp,
+               stats_bp):
         app.register_blueprint(bp)
 
 

@@ -4,8 +4,8 @@ from portal.agents.models import Agent, AgentNonce, AgentStatus, AgentUpdate, En
 from portal.audit.models import AuditCheckpoint, AuditEntry, AuditHead
 from portal.auth.models import PasswordHistory, User, UserRole
 from portal.capture.models import (
-    CaptureKind,
     CapturedPage,
+    CaptureKind,
     JobState,
     PageSource,
     PageStatus,

@@ -29,7 +29,7 @@ def current_actor() -> Actor:
 
 
 def signed_in_user() -> User:
-    user = current_user._get_current_object()  # noqa: SLF001  (the real User, not the proxy)
+    user = current_user._get_current_object()
     assert isinstance(user, User)
     return user
 

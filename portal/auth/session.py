@@ -64,7 +64,7 @@ def enforce_session_rules() -> Response | None:
     now = time.time()
     last_seen = session.get("last_seen", now)
     if now - last_seen > settings.session_idle_minutes * 60:
-        sign_out(current_user._get_current_object(), ip=client_ip(), why="idle timeout")  # noqa: SLF001
+        sign_out(current_user._get_current_object(), ip=client_ip(), why="idle timeout")
         logout_user()
         session.clear()
         flash(f"超过 {settings.session_idle_minutes} 分钟未操作，请重新登录。", "warning")
@@ -72,7 +72,7 @@ def enforce_session_rules() -> Response | None:
     if not request.headers.get(POLL_HEADER):
         session["last_seen"] = now
     if request.endpoint not in _PASSWORD_CHANGE_OPEN and needs_password_change(
-        current_user._get_current_object(), settings  # noqa: SLF001
+        current_user._get_current_object(), settings
     ):
         return redirect(url_for("auth.change_password"))
     return None

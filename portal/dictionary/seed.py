@@ -28,23 +28,23 @@ MATERIALS: list[tuple[str, str, ColorMode]] = [
     ("LOCK_REQUEST", "锁定/解锁申请书", G),
 ]
 
-R, O, K = Requirement.REQUIRED, Requirement.OPTIONAL, Requirement.CONDITIONAL
+R, OPT, K = Requirement.REQUIRED, Requirement.OPTIONAL, Requirement.CONDITIONAL
 PROXY = [("PROXY_LETTER", K, "委托代理人办理时"), ("AGENT_ID", K, "委托代理人办理时")]
 BUSINESS_TYPES: list[tuple[str, str, list[tuple[str, Requirement, str]]]] = [
     ("REGISTER", "注册登记", [
         ("ID_PROOF", R, ""), ("APPLICATION", R, ""), ("PURCHASE_INVOICE", R, ""),
-        ("CONFORMITY_CERT", R, ""), ("CCC_CERT", O, ""), ("VEHICLE_PHOTO", O, ""), *PROXY]),
+        ("CONFORMITY_CERT", R, ""), ("CCC_CERT", OPT, ""), ("VEHICLE_PHOTO", OPT, ""), *PROXY]),
     ("TRANSFER", "转移登记", [
         ("ID_PROOF", R, ""), ("APPLICATION", R, ""), ("TRANSFER_PROOF", R, ""), *PROXY]),
     ("CHANGE", "变更登记", [
         ("ID_PROOF", R, ""), ("APPLICATION", R, ""), ("VEHICLE_PHOTO", K, "变更车身颜色时"), *PROXY]),
     ("DEREGISTER", "注销登记", [
-        ("ID_PROOF", R, ""), ("APPLICATION", R, ""), ("DEREG_PROOF", R, ""), ("PLATE_RETURN", O, ""),
+        ("ID_PROOF", R, ""), ("APPLICATION", R, ""), ("DEREG_PROOF", R, ""), ("PLATE_RETURN", OPT, ""),
         *PROXY]),
     ("REPLACE", "补换领号牌", [
         ("ID_PROOF", R, ""), ("APPLICATION", R, ""), ("PLATE_RETURN", K, "换领时交回旧号牌"), *PROXY]),
-    ("THEFT", "失窃登记", [("ID_PROOF", R, ""), ("THEFT_RECEIPT", R, ""), ("APPLICATION", O, "")]),
-    ("CORRECTION", "更正", [("ID_PROOF", R, ""), ("CORRECTION_BASIS", R, ""), ("APPLICATION", O, "")]),
+    ("THEFT", "失窃登记", [("ID_PROOF", R, ""), ("THEFT_RECEIPT", R, ""), ("APPLICATION", OPT, "")]),
+    ("CORRECTION", "更正", [("ID_PROOF", R, ""), ("CORRECTION_BASIS", R, ""), ("APPLICATION", OPT, "")]),
     ("LOCK", "锁定/解锁", [("ID_PROOF", R, ""), ("LOCK_REQUEST", R, "")]),
 ]
 

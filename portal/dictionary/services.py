@@ -29,6 +29,9 @@ DPI_MIN, DPI_MAX = 100, 600
 MINUTES_MAX = 60 * 24 * 365
 
 
+TRIGGER_LABELS = {WarningTrigger.ACCEPTED.value: "受理时间", WarningTrigger.FINISHED.value: "办结时间"}
+
+
 class DictionaryError(Exception):
     """A dictionary change that is not allowed, with a Chinese message."""
 
@@ -202,6 +205,28 @@ def checklist_matrix() -> Matrix:
         types=business_types(), materials=materials(),
         cells={(i.business_type_id, i.material_id): i for i in items},
     )
+
+
+@dataclass(frozen=True)
+class Usage:
+    """How many checklist cells use a business type or a material: (required, all)."""
+
+    by_type: dict[int, tuple[int, int]]
+    by_material: dict[int, tuple[int, int]]
+
+
+def checklist_usage() -> Usage:
+    by_type: dict[int, tuple[int, int]] = {}
+    by_material: dict[int, tuple[int, int]] = {}
+    rows = db.session.execute(select(ChecklistItem.business_type_id, ChecklistItem.material_id,
+                                     ChecklistItem.requirement))
+    for type_id, material_id, requirement in rows:
+        required = int(Requirement(requirement) == Requirement.REQUIRED)
+        r, a = by_type.get(type_id, (0, 0))
+        by_type[type_id] = (r + required, a + 1)
+        r, a = by_material.get(material_id, (0, 0))
+        by_material[material_id] = (r + required, a + 1)
+    return Usage(by_type, by_material)
 
 
 def checklist_cell(business_type: BusinessType, material: Material) -> ChecklistItem | None:

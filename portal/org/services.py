@@ -173,6 +173,18 @@ def move_department(department: Department, new_parent: Department, by: Actor) -
     return len(subtree)
 
 
+def update_department(
+    department: Department, *, name: str, parent: Department | None, by: Actor
+) -> None:
+    """Rename and/or move; every check runs before anything changes."""
+    name = _check_name(name, "部门")
+    if parent is None and department.parent is not None:
+        raise OrgError("请选择上级部门。")
+    if parent is not None:
+        move_department(department, parent, by)
+    rename_department(department, name, by)
+
+
 def rename_window(window: Window, name: str, by: Actor) -> None:
     name = _check_name(name, "窗口")
     if name == window.name:

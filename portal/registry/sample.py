@@ -9,8 +9,14 @@ from datetime import datetime, timedelta
 from portal.registry.models import BusinessStatus
 from portal.registry.records import BusinessRecord
 
-SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
-GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华建国建华志强玉兰桂兰海燕小红晓东文博子涵浩然欣怡梓萱宇轩诗涵俊杰雨桐思远嘉怡"
+SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟"
+    "熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
+)
+GIVEN = (
+    "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚"
+    "桂英华建国建华志强玉兰桂兰海燕小红晓东文博子涵浩然欣怡梓萱宇轩诗涵俊杰雨桐思远嘉怡"
+)
 TYPE_WEIGHTS = [("REGISTER", 60), ("TRANSFER", 12), ("CHANGE", 6), ("DEREGISTER", 8),
                 ("REPLACE", 7), ("THEFT", 3), ("CORRECTION", 2), ("LOCK", 2)]
 _ID_WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.db import Base, utcnow
@@ -28,15 +28,28 @@ class WarningClosure(enum.StrEnum):
     EXCEPTION = "exception"  # a supervisor recorded an exception with a reason
     WITHDRAWN = "withdrawn"  # the business was withdrawn upstream
 
+    @property
+    def label(self) -> str:
+        return {"captured": "已完成采集", "exception": "例外关闭", "withdrawn": "业务已退办"}[self.value]
+
 
 class CaptureWarning(Base):
     """An open or closed warning about one business. At most one open warning per business;
-    closed ones stay as history (a changed business may reopen with a new row)."""
+    closed ones stay as history (a changed business may reopen with a new row).
+
+    The evaluation in `portal.warnings.services` is set-based; the partial unique index makes
+    "at most one open warning per business" hold even when the scheduler and a request evaluate
+    the same business at once (the loser's insert does nothing).
+    """
 
     __tablename__ = "capture_warning"
     __table_args__ = (
         Index("ix_capture_warning_open_department", "closed_at", "department_id", "level"),
         Index("ix_capture_warning_business", "business_id", "closed_at"),
+        Index(
+            "uq_capture_warning_open_business", "business_id", unique=True,
+            postgresql_where=text("closed_at IS NULL"), sqlite_where=text("closed_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -51,5 +64,9 @@ class CaptureWarning(Base):
     closure: Mapped[WarningClosure | None] = mapped_column(_enum(WarningClosure))
     closed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     exception_reason: Mapped[str] = mapped_column(String(500), default="")
+    # Business.version when the warning was closed: an exception stays closed until the business
+    # changes (a sync or a capture bumps the version), then a new warning may open.
+    closed_business_version: Mapped[int | None]
 
     business: Mapped[Business] = relationship(lazy="joined")
+    closed_by = relationship("User")
