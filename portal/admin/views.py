@@ -6,10 +6,11 @@ come back as the fragment with a Chinese message and status 422; unknown ids are
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import (
     Blueprint,
+    abort,
     current_app,
     flash,
     make_response,
@@ -47,6 +48,15 @@ def minutes_filter(value: int) -> str:
     hours, mins = divmod(rest, 60)
     parts = [f"{days} 天" if days else "", f"{hours} 小时" if hours else "", f"{mins} 分" if mins else ""]
     return " ".join(p for p in parts if p) or "0 分"
+
+
+M = TypeVar("M")
+
+
+def _get_or_404(model: type[M], ident: int) -> M:
+    if ident > forms.INT_MAX:
+        abort(404)
+    return db.get_or_404(model, ident)
 
 
 def _render(fragment: str, page: str, status: int = 200, **context: Any) -> tuple[str, int]:
@@ -128,7 +138,7 @@ def department_create() -> Page:
 @bp.get("/departments/<int:department_id>/edit")
 @require(P.ADMIN_ORG)
 def department_edit(department_id: int) -> Page:
-    department = db.get_or_404(Department, department_id)
+    department = _get_or_404(Department, department_id)
     return _row_or_page("admin/_department_edit_row.html", url_for("admin.departments"),
                         **_department_row_context(department))
 
@@ -136,7 +146,7 @@ def department_edit(department_id: int) -> Page:
 @bp.get("/departments/<int:department_id>/row")
 @require(P.ADMIN_ORG)
 def department_row(department_id: int) -> Page:
-    department = db.get_or_404(Department, department_id)
+    department = _get_or_404(Department, department_id)
     return _row_or_page("admin/_department_row.html", url_for("admin.departments"),
                         **_department_row_context(department))
 
@@ -153,7 +163,7 @@ def _department_row_context(department: Department, **extra: Any) -> dict[str, A
 @bp.post("/departments/<int:department_id>")
 @require(P.ADMIN_ORG)
 def department_update(department_id: int) -> Page:
-    department = db.get_or_404(Department, department_id)
+    department = _get_or_404(Department, department_id)
     name = forms.text(request.form, "name")
     parent_id = forms.optional_int(request.form, "parent_id")
     parent = db.session.get(Department, parent_id) if parent_id is not None else None
@@ -177,7 +187,7 @@ def department_update(department_id: int) -> Page:
 @bp.post("/departments/<int:department_id>/active")
 @require(P.ADMIN_ORG)
 def department_active(department_id: int) -> Page:
-    department = db.get_or_404(Department, department_id)
+    department = _get_or_404(Department, department_id)
     active = forms.checkbox(request.form, "active")
     try:
         org.set_department_active(department, active, current_actor())
@@ -189,7 +199,7 @@ def department_active(department_id: int) -> Page:
 @bp.post("/departments/<int:department_id>/delete")
 @require(P.ADMIN_ORG)
 def department_delete(department_id: int) -> Page:
-    department = db.get_or_404(Department, department_id)
+    department = _get_or_404(Department, department_id)
     name = department.name
     try:
         org.delete_department(department, current_actor())
@@ -225,19 +235,19 @@ def _window_row(window: Window, status: int = 200, edit: bool = False, **extra: 
 @bp.get("/windows/<int:window_id>/edit")
 @require(P.ADMIN_ORG)
 def window_edit(window_id: int) -> Page:
-    return _window_row(db.get_or_404(Window, window_id), edit=True)
+    return _window_row(_get_or_404(Window, window_id), edit=True)
 
 
 @bp.get("/windows/<int:window_id>/row")
 @require(P.ADMIN_ORG)
 def window_row(window_id: int) -> Page:
-    return _window_row(db.get_or_404(Window, window_id))
+    return _window_row(_get_or_404(Window, window_id))
 
 
 @bp.post("/windows/<int:window_id>")
 @require(P.ADMIN_ORG)
 def window_update(window_id: int) -> Page:
-    window = db.get_or_404(Window, window_id)
+    window = _get_or_404(Window, window_id)
     name = forms.text(request.form, "name")
     try:
         org.rename_window(window, name, current_actor())
@@ -249,7 +259,7 @@ def window_update(window_id: int) -> Page:
 @bp.post("/windows/<int:window_id>/active")
 @require(P.ADMIN_ORG)
 def window_active(window_id: int) -> Page:
-    window = db.get_or_404(Window, window_id)
+    window = _get_or_404(Window, window_id)
     try:
         org.set_window_active(window, forms.checkbox(request.form, "active"), current_actor())
     except org.OrgError as exc:
@@ -296,8 +306,8 @@ def dictionary_page() -> Page:
 @bp.post("/dictionary/checklist/<int:type_id>/<int:material_id>")
 @require(P.ADMIN_DICTIONARY)
 def checklist_cell(type_id: int, material_id: int) -> Page:
-    business_type = db.get_or_404(BusinessType, type_id)
-    material = db.get_or_404(Material, material_id)
+    business_type = _get_or_404(BusinessType, type_id)
+    material = _get_or_404(Material, material_id)
     try:
         item = dictionary.set_checklist_cell(
             business_type, material, forms.text(request.form, "requirement"), current_actor()
@@ -344,19 +354,19 @@ def _type_row(bt: BusinessType, status: int = 200, edit: bool = False, **extra: 
 @bp.get("/dictionary/types/<int:type_id>/edit")
 @require(P.ADMIN_DICTIONARY)
 def business_type_edit(type_id: int) -> Page:
-    return _type_row(db.get_or_404(BusinessType, type_id), edit=True)
+    return _type_row(_get_or_404(BusinessType, type_id), edit=True)
 
 
 @bp.get("/dictionary/types/<int:type_id>/row")
 @require(P.ADMIN_DICTIONARY)
 def business_type_row(type_id: int) -> Page:
-    return _type_row(db.get_or_404(BusinessType, type_id))
+    return _type_row(_get_or_404(BusinessType, type_id))
 
 
 @bp.post("/dictionary/types/<int:type_id>")
 @require(P.ADMIN_DICTIONARY)
 def business_type_update(type_id: int) -> Page:
-    bt = db.get_or_404(BusinessType, type_id)
+    bt = _get_or_404(BusinessType, type_id)
     f = request.form
     try:
         dictionary.update_business_type(
@@ -400,19 +410,19 @@ def _material_row(m: Material, status: int = 200, edit: bool = False, **extra: A
 @bp.get("/dictionary/materials/<int:material_id>/edit")
 @require(P.ADMIN_DICTIONARY)
 def material_edit(material_id: int) -> Page:
-    return _material_row(db.get_or_404(Material, material_id), edit=True)
+    return _material_row(_get_or_404(Material, material_id), edit=True)
 
 
 @bp.get("/dictionary/materials/<int:material_id>/row")
 @require(P.ADMIN_DICTIONARY)
 def material_row(material_id: int) -> Page:
-    return _material_row(db.get_or_404(Material, material_id))
+    return _material_row(_get_or_404(Material, material_id))
 
 
 @bp.post("/dictionary/materials/<int:material_id>")
 @require(P.ADMIN_DICTIONARY)
 def material_update(material_id: int) -> Page:
-    m = db.get_or_404(Material, material_id)
+    m = _get_or_404(Material, material_id)
     f = request.form
     try:
         dictionary.update_material(
@@ -518,19 +528,19 @@ def _user_row(user: User, status: int = 200, edit: bool = False, **extra: Any) -
 @bp.get("/users/<int:user_id>/edit")
 @require(P.ADMIN_USERS)
 def user_edit(user_id: int) -> Page:
-    return _user_row(db.get_or_404(User, user_id), edit=True)
+    return _user_row(_get_or_404(User, user_id), edit=True)
 
 
 @bp.get("/users/<int:user_id>/row")
 @require(P.ADMIN_USERS)
 def user_row(user_id: int) -> Page:
-    return _user_row(db.get_or_404(User, user_id))
+    return _user_row(_get_or_404(User, user_id))
 
 
 @bp.post("/users/<int:user_id>")
 @require(P.ADMIN_USERS)
 def user_update(user_id: int) -> Page:
-    user = db.get_or_404(User, user_id)
+    user = _get_or_404(User, user_id)
     f = request.form
     form: dict[str, Any] = {"full_name": forms.text(f, "full_name", 100),
                             "badge_number": forms.text(f, "badge_number", 32),
@@ -546,7 +556,7 @@ def user_update(user_id: int) -> Page:
 @bp.post("/users/<int:user_id>/active")
 @require(P.ADMIN_USERS)
 def user_active(user_id: int) -> Page:
-    user = db.get_or_404(User, user_id)
+    user = _get_or_404(User, user_id)
     try:
         admin.set_account_active(user, forms.checkbox(request.form, "active"), current_actor())
     except admin.AdminError as exc:
@@ -594,19 +604,19 @@ def _role_row(user: User, status: int = 200, edit: bool = False, **extra: Any) -
 @bp.get("/roles/<int:user_id>/edit")
 @require(P.SECURITY_ROLES)
 def roles_edit(user_id: int) -> Page:
-    return _role_row(db.get_or_404(User, user_id), edit=True)
+    return _role_row(_get_or_404(User, user_id), edit=True)
 
 
 @bp.get("/roles/<int:user_id>/row")
 @require(P.SECURITY_ROLES, P.SECURITY_PASSWORDS)
 def roles_row(user_id: int) -> Page:
-    return _role_row(db.get_or_404(User, user_id))
+    return _role_row(_get_or_404(User, user_id))
 
 
 @bp.post("/roles/<int:user_id>")
 @require(P.SECURITY_ROLES)
 def roles_update(user_id: int) -> Page:
-    user = db.get_or_404(User, user_id)
+    user = _get_or_404(User, user_id)
     chosen = request.form.getlist("roles")
     try:
         changed = admin.change_roles(user, chosen, current_actor())
@@ -618,7 +628,7 @@ def roles_update(user_id: int) -> Page:
 @bp.post("/roles/<int:user_id>/password")
 @require(P.SECURITY_PASSWORDS)
 def password_reset(user_id: int) -> Page:
-    user = db.get_or_404(User, user_id)
+    user = _get_or_404(User, user_id)
     try:
         password = admin.reset_user_password(user, current_app.config["SETTINGS"], current_actor())
     except admin.AdminError as exc:
@@ -629,7 +639,7 @@ def password_reset(user_id: int) -> Page:
 @bp.post("/roles/<int:user_id>/unlock")
 @require(P.SECURITY_PASSWORDS)
 def account_unlock(user_id: int) -> Page:
-    user = db.get_or_404(User, user_id)
+    user = _get_or_404(User, user_id)
     try:
         admin.unlock_account(user, current_actor())
     except admin.AdminError as exc:

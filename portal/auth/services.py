@@ -201,17 +201,3 @@ def create_user(
            detail={"username": username, "roles": sorted(Role(r).value for r in roles),
                    "department": department.code})
     return user
-
-
-def set_roles(user: User, roles: list[Role], by: Actor) -> None:
-    conflict = check_role_combination(roles)
-    if conflict:
-        raise AuthError(conflict)
-    if by.user_id == user.id:
-        raise AuthError("不能修改自己的角色。")
-    before = sorted(r.value for r in user.roles)
-    user.role_rows = [UserRole(role=Role(r).value, granted_by_id=by.user_id) for r in roles]
-    user.session_token = None  # new rights take effect at the next sign-in
-    record("security.roles_changed", actor=by, object_type="user", object_id=str(user.id),
-           detail={"username": user.username, "before": before, "after": sorted(Role(r).value for r in roles)})
-    db.session.flush()
