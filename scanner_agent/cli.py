@@ -222,6 +222,46 @@ def cmd_outbox(args: argparse.Namespace, config: AgentConfig) -> int:
     return 0
 
 
+def cmd_batch(args: argparse.Namespace, config: AgentConfig) -> int:
+    """Scan a stack without a job: cover sheets / forms carrying the business serial as a QR or
+    barcode split it; each group goes to the outbox for that business. Pages before the first
+    code are kept in `unassigned/`, never dropped."""
+    from scanner_agent.barcode import split_batch
+    from scanner_agent.drivers import ScannerError, ScanOptions
+    from scanner_agent.imaging import encode_page, is_blank
+    from scanner_agent.outbox import Outbox
+    from scanner_agent.portal_client import now_iso
+
+    driver = _driver(config)
+    options = ScanOptions(source=args.source or config.source, color_mode=args.mode, dpi=args.dpi)
+    pages = []
+    try:
+        for page in driver.scan(_device(config, driver), options, threading.Event()):
+            pages.append(page)
+    except ScannerError as exc:
+        print(f"scan stopped after {len(pages)} pages: {exc.code}: {exc}")
+        if not pages:
+            return 2
+    outbox = Outbox(config.outbox_dir, recover=False)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for group in split_batch(pages):
+        if group.serial is None:
+            folder = config.data_dir / "unassigned" / stamp
+            folder.mkdir(parents=True, exist_ok=True)
+            for n, page in enumerate(group.pages, 1):
+                (folder / f"page-{n:03d}.jpg").write_bytes(
+                    encode_page(page.image, options.color_mode, options.dpi, config.jpeg_quality))
+            print(f"{len(group.pages)} pages before the first barcode kept in {folder}")
+            continue
+        for n, page in enumerate(group.pages, 1):
+            data = encode_page(page.image, options.color_mode, options.dpi, config.jpeg_quality)
+            outbox.add(None, group.serial, args.material, None, data,
+                       {"format": "jpeg", "captured_at": now_iso(), "blank": is_blank(page.image)})
+        print(f"business {group.serial}: {len(group.pages)} pages queued for upload")
+    outbox.close()
+    return 0
+
+
 def cmd_verify_update(args: argparse.Namespace, config: AgentConfig) -> int:
     from scanner_agent.updates import UpdateRejected, verify_update
 
@@ -267,6 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("outbox", help="show pending and failed pages")
     p.add_argument("--retry-failed", action="store_true")
     p.set_defaults(func=cmd_outbox)
+    p = sub.add_parser("batch", help="scan a stack split by barcode cover sheets (no job needed)")
+    p.add_argument("--material", required=True, help="material code of the pages, e.g. APPLICATION")
+    p.add_argument("--source")
+    p.add_argument("--mode", default="gray", choices=["color", "gray", "bw"])
+    p.add_argument("--dpi", type=int, default=200)
+    p.set_defaults(func=cmd_batch)
     p = sub.add_parser("verify-update", help="check an update package against the pinned release key")
     p.add_argument("package")
     p.add_argument("envelope")

@@ -92,7 +92,9 @@ def _resolve_targets(agent: Agent, m: dict[str, Any]) -> tuple[Business, Materia
         raise Reject("material_not_in_checklist", "material not in the checklist of this type",
                      f"“{material.name}”不在该业务类型的材料目录中。")
     job = None
-    if m.get("job_id"):
+    if not m.get("job_id"):
+        job = capture.barcode_batch_job(agent, business, material)
+    elif m.get("job_id"):
         job = db.session.scalar(select(ScanJob).where(ScanJob.public_id == m["job_id"]))
         if (job is None or job.window_id != agent.window_id or job.business_id != business.id
                 or job.material_id != material.id):

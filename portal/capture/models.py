@@ -43,6 +43,18 @@ class SupplementReason(enum.StrEnum):
         }[self.value]
 
 
+class SupplementMode(enum.StrEnum):
+    """What a job's pages do to the material when they are confirmed."""
+
+    APPEND = "append"  # add after the current pages (initial capture always appends)
+    REPLACE_PAGE = "replace_page"  # one new version of one confirmed page
+    REPLACE_MATERIAL = "replace_material"  # a new set of pages replaces all current ones
+
+    @property
+    def label(self) -> str:
+        return {"append": "追加页面", "replace_page": "替换单页", "replace_material": "整份替换"}[self.value]
+
+
 class PageStatus(enum.StrEnum):
     STAGED = "staged"  # uploaded, awaiting the clerk's confirmation
     CONFIRMED = "confirmed"  # part of the archive (current version)
@@ -65,11 +77,18 @@ class ScanJob(Base):
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("agent.id"))
     business_id: Mapped[int] = mapped_column(ForeignKey("business.id"), index=True)
     material_id: Mapped[int] = mapped_column(ForeignKey("material.id"))
-    requested_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    # None for a barcode batch the agent scanned without a job.
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     kind: Mapped[CaptureKind] = mapped_column(_enum(CaptureKind), default=CaptureKind.INITIAL)
     reason: Mapped[SupplementReason | None] = mapped_column(_enum(SupplementReason))
     reason_text: Mapped[str] = mapped_column(String(200), default="")
     state: Mapped[JobState] = mapped_column(_enum(JobState), default=JobState.PENDING)
+    # Where the pages come from: the window's agent, or a browser upload batch (created completed).
+    source: Mapped[PageSource] = mapped_column(_enum(PageSource), default=PageSource.AGENT)
+    mode: Mapped[SupplementMode] = mapped_column(_enum(SupplementMode), default=SupplementMode.APPEND)
+    # The confirmed page a REPLACE_PAGE job replaces. A plain integer, not a foreign key: scan_job
+    # and captured_page would reference each other (a cycle); pages are never deleted anyway.
+    replaces_page_id: Mapped[int | None]
     options: Mapped[str] = mapped_column(Text, default="{}")  # JSON: source, color_mode, dpi
     pages_received: Mapped[int] = mapped_column(default=0)
     error_code: Mapped[str] = mapped_column(String(40), default="")

@@ -284,3 +284,17 @@ def test_stored_manifest_verifies_with_openssl(agent_client, factory, org, tmp_p
         ["openssl", "dgst", "-sm3", "-verify", "pub.pem", "-sigopt", f"distid:{evidence.uid.decode()}",
          "-signature", "sig.der", "msg"], cwd=tmp_path, capture_output=True, text=True, check=False)
     assert tampered.returncode != 0
+
+
+def test_pages_without_a_job_form_a_barcode_batch(agent_client, factory, org) -> None:
+    business = factory.business(org.office_a)
+    first = agent_client.upload_page(a_page(business, material_code="APPLICATION", number=None, seq=1))
+    second = agent_client.upload_page(a_page(business, material_code="APPLICATION", number=None, seq=2))
+    assert first["status"] == second["status"] == "stored"
+    db.session.expire_all()
+    pages = db.session.scalars(select(CapturedPage).order_by(CapturedPage.id)).all()
+    assert len({p.job_id for p in pages}) == 1
+    batch = db.session.get(ScanJob, pages[0].job_id)
+    assert batch.requested_by_id is None and batch.state == JobState.COMPLETED
+    assert [p.position for p in pages] == [1, 2]
+    assert all(p.status == PageStatus.STAGED for p in pages)
