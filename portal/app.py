@@ -101,12 +101,14 @@ def _register_blueprints(app: Flask) -> None:
     from portal.archive.views import bp as archive_bp
     from portal.audit.views import bp as audit_bp
     from portal.auth.views import bp as auth_bp
+    from portal.capture.views import bp as capture_bp
     from portal.main.views import bp as main_bp
+    from portal.registry.views import bp as registry_bp
     from portal.stats.views import bp as stats_bp
     from portal.warnings.views import bp as warnings_bp
 
     for bp in (main_bp, auth_bp, admin_bp, audit_bp, archive_bp, agents_bp, agent_api_bp, warnings_bp,
-               stats_bp):
+               stats_bp, capture_bp, registry_bp):
         app.register_blueprint(bp)
 
 

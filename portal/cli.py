@@ -28,8 +28,14 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(demo_command)
     app.cli.add_command(dictionary_group)
     from portal.agents import cli as agents_cli
+    from portal.archive import cli as archive_cli
+    from portal.jobs import cli as jobs_cli
+    from portal.registry import cli as registry_cli
 
     agents_cli.register(app)
+    archive_cli.register(app)
+    registry_cli.register(app)
+    jobs_cli.register(app)
 
 
 @click.group("user")

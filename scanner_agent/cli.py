@@ -253,7 +253,7 @@ def cmd_batch(args: argparse.Namespace, config: AgentConfig) -> int:
                     encode_page(page.image, options.color_mode, options.dpi, config.jpeg_quality))
             print(f"{len(group.pages)} pages before the first barcode kept in {folder}")
             continue
-        for n, page in enumerate(group.pages, 1):
+        for page in group.pages:
             data = encode_page(page.image, options.color_mode, options.dpi, config.jpeg_quality)
             outbox.add(None, group.serial, args.material, None, data,
                        {"format": "jpeg", "captured_at": now_iso(), "blank": is_blank(page.image)})

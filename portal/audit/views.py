@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from portal.app import _wants_fragment
 from portal.audit import services
 from portal.auth.access import current_actor, require
 from portal.auth.roles import Permission
@@ -13,12 +14,6 @@ bp = Blueprint("audit", __name__, url_prefix="/audit")
 
 PAGE_SIZE = 50
 OUTCOME_LABELS = {"success": "成功", "denied": "拒绝", "failure": "失败"}
-
-
-def _wants_fragment() -> bool:
-    from portal.app import _wants_fragment as wants
-
-    return wants()
 
 
 @bp.route("/")

@@ -39,14 +39,30 @@ def render(data: bytes, kind: Kind) -> tuple[bytes, int, int]:
 
 def rendition(source: ImageBlob, kind: Kind) -> bytes:
     """The cached rendition of `source` (created on first use)."""
+    data = cached_rendition(source, kind)
+    if data is not None:
+        return data
+    data, width, height = render(load_image(source), kind)
+    remember_rendition(source, kind, data, width, height)
+    return data
+
+
+def cached_rendition(source: ImageBlob, kind: Kind) -> bytes | None:
+    """The rendition of `source` when it is cached, else None (`BlobIntegrityError` when its
+    stored bytes fail their check)."""
     cached = db.session.scalar(
         select(Rendition).where(Rendition.source_blob_id == source.id, Rendition.kind == kind)
     )
-    if cached is not None:
-        blob = db.session.get(ImageBlob, cached.blob_id)
-        assert blob is not None
-        return load_image(blob)
-    data, width, height = render(load_image(source), kind)
+    if cached is None:
+        return None
+    blob = db.session.get(ImageBlob, cached.blob_id)
+    assert blob is not None
+    return load_image(blob)
+
+
+def remember_rendition(source: ImageBlob, kind: Kind, data: bytes, width: int, height: int) -> None:
+    """Cache a rendition made by `render` (callers that render many pages in parallel store them
+    here afterwards, from the thread that owns the database session)."""
     blob = store_image(data, "image/jpeg")
     try:
         with db.session.begin_nested():
@@ -54,7 +70,6 @@ def rendition(source: ImageBlob, kind: Kind) -> bytes:
                                      width=width, height=height))
     except IntegrityError:
         pass  # another request cached it first; ours is identical
-    return data
 
 
 def rotate(data: bytes, degrees: int) -> bytes:
@@ -66,3 +81,35 @@ def rotate(data: bytes, degrees: int) -> bytes:
         out = io.BytesIO()
         turned.save(out, "JPEG", quality=85)
         return out.getvalue()
+
+
+INTEGRITY_FAILED_TEXT = "影像完整性校验失败"
+
+
+def integrity_placeholder(kind: Kind, detail: str = "") -> bytes:
+    """What is shown instead of an image whose stored bytes failed their check (JPEG, `kind` size).
+
+    Never the image itself: a red-bordered grey page with 影像完整性校验失败 and a short note.
+    """
+    from PIL import ImageDraw
+
+    from portal.storage.watermark import cjk_font
+
+    width, height = SIZES[kind] if kind == "thumb" else (1200, 1650)
+    image = Image.new("RGB", (width, height), (236, 238, 241))
+    draw = ImageDraw.Draw(image)
+    border = max(4, width // 60)
+    draw.rectangle((0, 0, width - 1, height - 1), outline=(197, 34, 31), width=border)
+    big = cjk_font(max(18, width // 12))
+    small = cjk_font(max(11, width // 40))
+    lines = [(INTEGRITY_FAILED_TEXT, big, (197, 34, 31))]
+    note = detail or ("已拒绝显示" if kind == "thumb" else "存储的影像与其 SM3 摘要不符，已拒绝显示并记入审计日志。")
+    lines.append((note, small, (60, 64, 67)))
+    y = height // 2 - big.size
+    for text, font, colour in lines:
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        draw.text(((width - (right - left)) // 2, y), text, font=font, fill=colour)
+        y += (bottom - top) + big.size // 2
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=80)
+    return out.getvalue()

@@ -19,7 +19,22 @@ FONT_CANDIDATES = (
 )
 
 
+def vendored_font_path() -> str | None:
+    """The font shipped in static/fonts/ (WenQuanYi Micro Hei, Apache-2.0), when present."""
+    from portal.paths import resource_dir
+
+    try:
+        candidate = resource_dir("static") / "fonts" / "wqy-microhei" / "wqy-microhei.ttc"
+    except RuntimeError:
+        return None
+    return str(candidate) if candidate.is_file() else None
+
+
 def cjk_font_path() -> str | None:
+    """A TrueType font with CJK glyphs: the vendored copy first, then common system fonts."""
+    vendored = vendored_font_path()
+    if vendored is not None:
+        return vendored
     for candidate in FONT_CANDIDATES:
         if Path(candidate).exists():
             return candidate
@@ -42,23 +57,38 @@ def apply_watermark(data: bytes, text: str, quality: int = 82) -> bytes:
     """Tile `text` diagonally across the image, semi-transparent, and return JPEG bytes."""
     with Image.open(io.BytesIO(data)) as source:
         base = source.convert("RGB")
-    width, height = base.size
-    size = max(12, min(width, height) // 28)
-    font = _font(size)
+    base.paste(_ink(base.size), (0, 0), _alpha(base.size, text))
+    out = io.BytesIO()
+    base.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+@lru_cache(maxsize=8)
+def _alpha(size: tuple[int, int], text: str) -> Image.Image:
+    """The watermark's alpha mask for an image of `size` (cached: the pages of one export, and a
+    viewer paging through scans of one size, share it; the text changes every minute)."""
+    width, height = size
+    font_size = max(12, min(width, height) // 28)
+    font = _font(font_size)
     left, top, right, bottom = font.getbbox(text)
-    text_w, text_h = right - left + size * 2, bottom - top + size * 3
+    text_w, text_h = right - left + font_size * 2, bottom - top + font_size * 3
     tile = Image.new("L", (text_w, text_h), 0)
-    ImageDraw.Draw(tile).text((size, size), text, font=font, fill=255)
+    ImageDraw.Draw(tile).text((font_size, font_size), text, font=font, fill=255)
     tile = tile.rotate(30, expand=True)
-    mask = Image.new("L", base.size, 0)
+    mask = Image.new("L", size, 0)
     step_x, step_y = tile.width, tile.height
     offset = int(step_x / 2)
     for row, y in enumerate(range(-step_y, height + step_y, step_y)):
         for x in range(-step_x + (offset if row % 2 else 0), width + step_x, step_x):
             mask.paste(tile, (x, y), tile)
-    alpha = mask.point(lambda v: math.floor(v * 0.28))
-    ink = Image.new("RGB", base.size, (200, 30, 30))
-    base.paste(ink, (0, 0), alpha)
-    out = io.BytesIO()
-    base.save(out, "JPEG", quality=quality)
-    return out.getvalue()
+    return mask.point(lambda v: math.floor(v * 0.28))
+
+
+@lru_cache(maxsize=4)
+def _ink(size: tuple[int, int]) -> Image.Image:
+    return Image.new("RGB", size, (200, 30, 30))
+
+
+def cjk_font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """The CJK font at `size` pixels (Pillow's default font when no CJK font exists)."""
+    return _font(size)

@@ -1,61 +1,91 @@
-"""Browser-test support: the test app served on loopback, and Debian chromium via Playwright.
+"""Shared fixtures for browser tests (Playwright driving Debian's chromium).
 
-Use the fixtures `live_server` (base URL) and `page` (a Playwright page at 1366x768) in tests
-marked `@pytest.mark.browser`; import them into a test module's conftest with
-`from tests.portal.browser_support import live_server, browser, page  # noqa: F401`.
-CSRF is enabled on the served app (the real protection, as in production).
+Use them from a test package's conftest.py:
+
+    from tests.portal.browser_support import browser, live_server, page  # noqa: F401
+
+and mark the tests `@pytest.mark.browser`. `live_server` serves the test's `app` (the same object,
+so its settings and database) over HTTP on 127.0.0.1 from a thread; each request gets its own app
+context and database session, as in production, so commit what the browser should see.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
+from flask import Flask
 from werkzeug.serving import make_server
 
+from tests.conftest import PASSWORD
+
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync",
+]
+VIEWPORT = {"width": 1366, "height": 768}  # the counter PCs' screens
 
 
 @pytest.fixture
-def live_server(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    app.config["WTF_CSRF_ENABLED"] = True
+def live_server(app: Flask) -> Iterator[str]:
+    """The base URL of the test app served from a background thread."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(5)
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
+def _playwright() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
-    if not Path(CHROMIUM).exists():
-        raise RuntimeError(f"{CHROMIUM} is missing: install Debian's chromium (scripts/system-packages.sh test)")
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    with sync_playwright() as playwright:
+        yield playwright
+
+
+@pytest.fixture(scope="session")
+def browser(_playwright: Any) -> Iterator[Any]:
+    instance = _playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    try:
         yield instance
+    finally:
         instance.close()
 
 
 @pytest.fixture
-def page(browser, live_server) -> Iterator[object]:  # type: ignore[no-untyped-def]
-    context = browser.new_context(viewport={"width": 1366, "height": 768}, locale="zh-CN",
-                                  timezone_id="Asia/Shanghai")
-    tab = context.new_page()
-    tab.set_default_timeout(15_000)
-    yield tab
-    context.close()
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh page (own cookies) at 1366×768; script errors and console errors (CSP violations,
+    failed requests) are collected in `page.errors`."""
+    context = browser.new_context(viewport=VIEWPORT, locale="zh-CN")
+    new_page = context.new_page()
+    new_page.set_default_timeout(30_000)  # the test machine may be busy
+    new_page.errors = []  # type: ignore[attr-defined]
+    new_page.on("pageerror", lambda exc: new_page.errors.append(str(exc)))  # type: ignore[attr-defined]
+    new_page.on("console", lambda msg: _console_error(new_page, msg))
+    try:
+        yield new_page
+    finally:
+        context.close()
 
 
-def sign_in(page, live_server: str, username: str, password: str) -> None:  # type: ignore[no-untyped-def]
-    page.goto(f"{live_server}/login")
+def _console_error(page: Any, message: Any) -> None:
+    # The browser asks for /favicon.ico on its own; the portal has none.
+    if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
+        page.errors.append(message.text)
+
+
+def sign_in(page: Any, base_url: str, username: str, password: str = PASSWORD) -> None:
+    """Sign in through the login form and wait for the landing page."""
+    page.goto(f"{base_url}/login")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_load_state("networkidle")
+    with page.expect_navigation():
+        page.click("button[type=submit]")
