@@ -29,13 +29,13 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(dictionary_group)
     from portal.agents import cli as agents_cli
     from portal.archive import cli as archive_cli
+    from portal.audit import cli as audit_cli
     from portal.jobs import cli as jobs_cli
     from portal.registry import cli as registry_cli
+    from portal.storage import cli as storage_cli
 
-    agents_cli.register(app)
-    archive_cli.register(app)
-    registry_cli.register(app)
-    jobs_cli.register(app)
+    for module in (agents_cli, archive_cli, audit_cli, jobs_cli, registry_cli, storage_cli):
+        module.register(app)
 
 
 @click.group("user")
