@@ -15,14 +15,17 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_int(name: str, default: int, minimum: int | None = None) -> int:
     raw = os.environ.get(name)
-    if raw is None or raw == "":
+    if raw is None or raw.strip() == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as exc:
         raise RuntimeError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+    if minimum is not None and value < minimum:
+        raise RuntimeError(f"environment variable {name} must be at least {minimum}, got {value}")
+    return value
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -30,6 +33,31 @@ def _env_bool(name: str, default: bool) -> bool:
     if raw is None or raw == "":
         return default
     return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class RegistryOptions:
+    """The registration-system integration (docs/registry-api.md)."""
+
+    sync_minutes: int = 5  # PORTAL_REGISTRY_SYNC_MINUTES: scheduled sync interval (0 = no scheduled sync)
+    timeout_seconds: int = 10  # PORTAL_REGISTRY_TIMEOUT_SECONDS: per HTTP request
+    retries: int = 3  # PORTAL_REGISTRY_RETRIES: extra attempts on connection errors and 5xx
+    page_size: int = 500  # PORTAL_REGISTRY_PAGE_SIZE: records per page (1..1000)
+    overlap_seconds: int = 300  # PORTAL_REGISTRY_OVERLAP_SECONDS: re-read margin behind the watermark
+    sign_requests: bool = False  # PORTAL_REGISTRY_SIGN_REQUESTS: add the SM2-signed envelope header
+    sync_now_seconds: int = 20  # PORTAL_REGISTRY_SYNC_NOW_SECONDS: time bound of "sync now" in a request
+
+    @classmethod
+    def from_env(cls) -> RegistryOptions:
+        return cls(
+            sync_minutes=_env_int("PORTAL_REGISTRY_SYNC_MINUTES", 5, 0),
+            timeout_seconds=_env_int("PORTAL_REGISTRY_TIMEOUT_SECONDS", 10, 1),
+            retries=_env_int("PORTAL_REGISTRY_RETRIES", 3, 0),
+            page_size=min(_env_int("PORTAL_REGISTRY_PAGE_SIZE", 500, 1), 1000),
+            overlap_seconds=_env_int("PORTAL_REGISTRY_OVERLAP_SECONDS", 300, 0),
+            sign_requests=_env_bool("PORTAL_REGISTRY_SIGN_REQUESTS", False),
+            sync_now_seconds=_env_int("PORTAL_REGISTRY_SYNC_NOW_SECONDS", 20, 1),
+        )
 
 
 @dataclass
@@ -43,7 +71,8 @@ class Settings:
     master_key_file: Path  # PORTAL_MASTER_KEY_FILE, default <instance>/keys/master.key
     portal_key_file: Path  # PORTAL_SIGNING_KEY_FILE, default <instance>/keys/portal-sm2.pem
     data_key_file: Path  # PORTAL_DATA_KEY_FILE, default <instance>/keys/data.key (field keys)
-    transport_key_file: Path | None = None  # PORTAL_TRANSPORT_KEY_FILE, default <instance>/keys/portal-transport-sm2.pem
+    # PORTAL_TRANSPORT_KEY_FILE, default <instance>/keys/portal-transport-sm2.pem
+    transport_key_file: Path | None = None
     session_idle_minutes: int = 30  # PORTAL_SESSION_IDLE_MINUTES
     password_min_length: int = 10  # PORTAL_PASSWORD_MIN_LENGTH
     password_min_classes: int = 3  # PORTAL_PASSWORD_MIN_CLASSES (of lower/upper/digit/symbol)
@@ -61,6 +90,7 @@ class Settings:
     registry_url: str = ""  # PORTAL_REGISTRY_URL (empty: no HTTP source configured)
     registry_token: str = ""  # PORTAL_REGISTRY_TOKEN
     demo: bool = False  # PORTAL_DEMO (show demo hints on the sign-in page)
+    registry: RegistryOptions = field(default_factory=RegistryOptions)
     extra: dict[str, object] = field(default_factory=dict)
 
     @classmethod
@@ -98,6 +128,7 @@ class Settings:
             registry_url=_env("PORTAL_REGISTRY_URL", ""),
             registry_token=_env("PORTAL_REGISTRY_TOKEN", ""),
             demo=_env_bool("PORTAL_DEMO", False),
+            registry=RegistryOptions.from_env(),
         )
 
     def replace(self, **changes: object) -> Settings:

@@ -241,7 +241,15 @@ class FileKeyProvider:
 
     # Personal-data fields ---------------------------------------------------------------------
     def _field_key(self) -> bytes:
-        return hmac_sm3(self._data_key, b"sm4-field-key-v1")[:16]
+        return self._derived(b"sm4-field-key-v1")[:16]
+
+    def _derived(self, label: bytes) -> bytes:
+        """Keys derived from the data key, cached (imports protect two fields per record)."""
+        cache: dict[tuple[bytes, bytes], bytes] = self.__dict__.setdefault("_derived_cache", {})
+        slot = (self._data_key, label)
+        if slot not in cache:
+            cache[slot] = hmac_sm3(self._data_key, label)
+        return cache[slot]
 
     def encrypt_field(self, value: str, aad: bytes) -> bytes:
         return sm4.gcm_encrypt(self._field_key(), value.encode("utf-8"), aad=aad)
@@ -250,7 +258,7 @@ class FileKeyProvider:
         return sm4.gcm_decrypt(self._field_key(), cipher, aad=aad).decode("utf-8")
 
     def blind_index(self, kind: str, normalized: str) -> str:
-        key = hmac_sm3(self._data_key, b"blind-index-v1|" + kind.encode())
+        key = self._derived(b"blind-index-v1|" + kind.encode())
         return hmac_sm3(key, normalized.encode("utf-8")).hex()
 
     # The portal's own SM2 key -------------------------------------------------------------------
