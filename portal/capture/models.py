@@ -69,7 +69,10 @@ class PageSource(enum.StrEnum):
 
 class ScanJob(Base):
     __tablename__ = "scan_job"
-    __table_args__ = (Index("ix_scan_job_window_state", "window_id", "state"),)
+    __table_args__ = (
+        Index("ix_scan_job_window_state", "window_id", "state"),
+        Index("ix_scan_job_requested_by_id", "requested_by_id", "id"),  # a clerk's recent captures
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     public_id: Mapped[str] = mapped_column(String(36), unique=True)

@@ -301,26 +301,19 @@ def normalise_serial(serial: str) -> str:
 
 
 def _fetch_from_registry(serial: str) -> Business | None:
-    """The registration system's on-demand fetch, when it is installed (`None` otherwise)."""
+    """The registration system's on-demand fetch (None when unknown there too).
+
+    A quarantined record raises CaptureError "business_quarantined": the view must keep (commit)
+    the quarantine row the fetch flushed, not roll it back.
+    """
+    from portal.registry.services import BusinessQuarantined, RegistrySourceError, fetch_business
+
     try:
-        from portal.registry import sync
-    except ImportError:
-        return None
-    fetch = getattr(sync, "fetch_business", None)
-    if fetch is None:
-        return None
-    try:
-        result = fetch(serial)
-    except Exception as exc:  # the registration system is another system: any failure is "unavailable"
-        log.warning("on-demand fetch of %s failed: %s", serial, exc)
-        raise CaptureError("registry_unavailable", f"on-demand fetch failed: {exc}",
-                           "本地没有该业务，且暂时无法从非机动车登记系统获取，请稍后重试。", 424) from None
-    if isinstance(result, tuple | list):
-        result = next((item for item in result if isinstance(item, Business)), None)
-    if isinstance(result, Business):
-        db.session.flush()
-        return result
-    return None
+        return fetch_business(serial)
+    except BusinessQuarantined as exc:
+        raise CaptureError("business_quarantined", "the fetched record was quarantined", str(exc)) from None
+    except RegistrySourceError as exc:
+        raise CaptureError("registry_unavailable", "on-demand fetch failed", str(exc), 424) from None
 
 
 def open_business(scope: Scope, serial: str) -> tuple[Business, bool]:
@@ -393,14 +386,17 @@ def window_busy(window: Window) -> ScanJob | None:
 
 
 def recent_businesses(user_id: int, scope: Scope, limit: int = 8) -> list[Business]:
-    """The businesses this user captured most recently (for going back to one)."""
-    last = (
-        select(ScanJob.business_id, func.max(ScanJob.id).label("last_job"))
-        .where(ScanJob.requested_by_id == user_id).group_by(ScanJob.business_id)
-        .order_by(func.max(ScanJob.id).desc()).limit(limit).subquery()
-    )
-    stmt = select(Business).join(last, last.c.business_id == Business.id).order_by(last.c.last_job.desc())
-    return list(db.session.scalars(scope.apply(stmt, Business.department_id)))
+    """The businesses this user captured most recently (for going back to one): from their last
+    jobs only, read backwards on the (requested_by_id, id) index."""
+    business_ids = list(dict.fromkeys(db.session.scalars(
+        select(ScanJob.business_id).where(ScanJob.requested_by_id == user_id)
+        .order_by(ScanJob.id.desc()).limit(limit * 8)
+    )))[:limit]
+    if not business_ids:
+        return []
+    found = {b.id: b for b in db.session.scalars(
+        scope.apply(select(Business).where(Business.id.in_(business_ids)), Business.department_id))}
+    return [found[i] for i in business_ids if i in found]
 
 
 # Starting a capture --------------------------------------------------------------------------------
@@ -813,8 +809,7 @@ class JobView:
 
     @property
     def poll_key(self) -> str:
-        """Changes whenever the box would render differently because of the agent."""
-        return f"{self.job.state.value}.{self.job.pages_received}.{int(self.online)}"
+        return poll_key(self.job, self.online)
 
     @property
     def confirmable(self) -> bool:
@@ -908,6 +903,15 @@ def _names(user_ids: set[int | None]) -> dict[int, str]:
         return {}
     return {uid: name for uid, name in db.session.execute(
         select(User.id, User.full_name).where(User.id.in_(ids)))}
+
+
+def poll_key(job: ScanJob, online: bool | None = None) -> str:
+    """Changes whenever the job's box would render differently because of the agent; cheap, so
+    that a poll with nothing new costs two small queries."""
+    if online is None:
+        window = db.session.get(Window, job.window_id)
+        online = window is not None and agent_online(active_agent(window))
+    return f"{job.state.value}.{job.pages_received}.{int(online)}"
 
 
 def job_view(job: ScanJob, *, online: bool | None = None) -> JobView:
