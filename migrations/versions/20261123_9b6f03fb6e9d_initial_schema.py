@@ -1,15 +1,16 @@
 """initial schema
 
-Revision ID: b80c847eb6e7
+Revision ID: 9b6f03fb6e9d
 Revises: 
-Create Date: 2026-11-23 16:23:23.417104
+Create Date: 2026-11-23 18:01:37.866697
 
 """
-import sqlalchemy as sa
 from alembic import op
+import sqlalchemy as sa
+
 
 # revision identifiers, used by Alembic.
-revision = 'b80c847eb6e7'
+revision = '9b6f03fb6e9d'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -385,11 +386,14 @@ def upgrade():
     sa.Column('agent_id', sa.Integer(), nullable=True),
     sa.Column('business_id', sa.Integer(), nullable=False),
     sa.Column('material_id', sa.Integer(), nullable=False),
-    sa.Column('requested_by_id', sa.Integer(), nullable=False),
+    sa.Column('requested_by_id', sa.Integer(), nullable=True),
     sa.Column('kind', sa.Enum('initial', 'supplemental', name='capturekind', native_enum=False, length=20), nullable=False),
     sa.Column('reason', sa.Enum('wrong_page', 'missing_page', 'poor_quality', 'other', name='supplementreason', native_enum=False, length=20), nullable=True),
     sa.Column('reason_text', sa.String(length=200), nullable=False),
     sa.Column('state', sa.Enum('pending', 'running', 'completed', 'failed', 'cancelled', name='jobstate', native_enum=False, length=20), nullable=False),
+    sa.Column('source', sa.Enum('agent', 'browser', name='pagesource', native_enum=False, length=20), nullable=False),
+    sa.Column('mode', sa.Enum('append', 'replace_page', 'replace_material', name='supplementmode', native_enum=False, length=20), nullable=False),
+    sa.Column('replaces_page_id', sa.Integer(), nullable=True),
     sa.Column('options', sa.Text(), nullable=False),
     sa.Column('pages_received', sa.Integer(), nullable=False),
     sa.Column('error_code', sa.String(length=40), nullable=False),
@@ -407,6 +411,7 @@ def upgrade():
     )
     with op.batch_alter_table('scan_job', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_scan_job_business_id'), ['business_id'], unique=False)
+        batch_op.create_index('ix_scan_job_requested_by_id', ['requested_by_id', 'id'], unique=False)
         batch_op.create_index('ix_scan_job_window_state', ['window_id', 'state'], unique=False)
 
     op.create_table('captured_page',
@@ -473,6 +478,7 @@ def downgrade():
     op.drop_table('captured_page')
     with op.batch_alter_table('scan_job', schema=None) as batch_op:
         batch_op.drop_index('ix_scan_job_window_state')
+        batch_op.drop_index('ix_scan_job_requested_by_id')
         batch_op.drop_index(batch_op.f('ix_scan_job_business_id'))
 
     op.drop_table('scan_job')
