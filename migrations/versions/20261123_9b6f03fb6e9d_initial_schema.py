@@ -5,9 +5,8 @@ Revises:
 Create Date: 2026-11-23 18:01:37.866697
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '9b6f03fb6e9d'

@@ -59,8 +59,24 @@ def audit_checkpoint(app: Flask) -> None:
         log.info("audit checkpoint signed at seq %s", checkpoint.seq)
 
 
+def warnings_evaluate(app: Flask) -> None:
+    """Raise, escalate and close capture warnings for the whole city (set-based SQL)."""
+    from portal.warnings.services import evaluate_all_job
+
+    log.info("warnings evaluated: %s", evaluate_all_job(app))
+
+
+def audit_verify(app: Flask) -> None:
+    """Nightly verification of the whole audit chain (its result is itself audited)."""
+    from portal.audit.services import run_verification
+
+    result = run_verification()
+    (log.info if result.ok else log.error)("audit verification: %s", result)
+
+
 JOBS: list[Job] = [
     Job("registry_sync", registry_sync, registry_sync_interval),
     Job("audit_checkpoint", audit_checkpoint, 60),
-    # e.g. Job("warnings_evaluate", lambda app: evaluate_all(), 300)  (portal.warnings.services)
+    Job("warnings_evaluate", warnings_evaluate, 300),
+    Job("audit_verify", audit_verify, 24 * 3600),
 ]

@@ -1,0 +1,159 @@
+"""Capture warnings and workload statistics at city scale (PostgreSQL).
+
+First fill a database with bench/datagen.py (same --url and --instance), then run from the
+repository root:
+
+    python bench/bench_dashboard.py --url postgresql+psycopg://user:pw@127.0.0.1/ebike_bench \\
+        --instance /tmp/bench-instance
+
+Prints a Markdown table: whole-city warning evaluation (first run opens the warnings, later runs
+are the scheduler's steady state), the supervisor dashboard, warning lists, full-year statistics
+tables and their exports. Times are medians of --repeat runs (the first evaluation runs once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.datagen import open_app
+
+Row = tuple[str, str, str]
+
+
+def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    samples, result = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples), result
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    system = f"{platform.system()} {platform.machine()}"
+    return f"{cpu}, nproc = {os.cpu_count()}, Python {platform.python_version()}, {system}"
+
+
+def run(repeat: int) -> list[Row]:
+    from sqlalchemy import func, select, text
+
+    from portal.auth.models import User
+    from portal.capture.models import CapturedPage
+    from portal.db import db, utcnow
+    from portal.registry.models import Business
+    from portal.stats import exports
+    from portal.stats.services import Dimension, Granularity, StatsQuery, business_types, dashboard, workload
+    from portal.warnings.models import CaptureWarning
+    from portal.warnings.services import WarningQuery, badge_count, evaluate_all, list_warnings
+
+    rows: list[Row] = []
+    businesses = db.session.scalar(select(func.count()).select_from(Business))
+    pages = db.session.scalar(select(func.count()).select_from(CapturedPage))
+    server = db.session.scalar(text("SHOW server_version"))
+    rows.append(("data", f"{businesses:,} businesses, {pages:,} pages", f"PostgreSQL {server}"))
+
+    def evaluate(now: Any = None) -> dict[str, int]:
+        counts = evaluate_all(now)
+        db.session.commit()
+        return counts
+
+    seconds, counts = timed(evaluate, 1)
+    rows.append(("evaluate_all, first run (opens every warning)", f"{seconds:.2f} s", str(counts)))
+    seconds, counts = timed(evaluate, repeat)
+    rows.append(("evaluate_all, steady state (nothing changed)", f"{seconds:.2f} s", str(counts)))
+    seconds, counts = timed(lambda: evaluate(utcnow() + timedelta(hours=6)), 1)
+    rows.append(("evaluate_all, 6 h later (levels rise)", f"{seconds:.2f} s", str(counts)))
+    open_warnings = db.session.scalar(
+        select(func.count()).select_from(CaptureWarning).where(CaptureWarning.closed_at.is_(None)))
+    rows.append(("open warnings after evaluation", f"{open_warnings:,}", ""))
+
+    def user(name: str) -> User:
+        found = db.session.scalar(select(User).where(User.username == name))
+        assert found is not None, f"no user {name}: run bench/datagen.py first"
+        return found
+
+    hq, d01 = user("sup_hq"), user("sup_d01")
+    for label, who in (("city (headquarters)", hq), ("one detachment", d01)):
+        seconds, board = timed(lambda who=who: dashboard(who), repeat)
+        rows.append((f"dashboard, {label}", f"{seconds * 1000:.0f} ms",
+                     f"{board.pages_today:,} pages today, {sum(board.warning_levels.values()):,} open warnings"))
+    seconds, result = timed(lambda: list_warnings(hq, WarningQuery(view="department")), repeat)
+    rows.append(("warning list page 1, city", f"{seconds * 1000:.0f} ms", f"{result.total:,} warnings"))
+    seconds, result = timed(lambda: badge_count(hq), repeat)
+    rows.append(("navigation badge count, city", f"{seconds * 1000:.0f} ms", f"{result:,}"))
+    db.session.rollback()
+
+    today = utcnow().astimezone().date()
+    year = {"start": today - timedelta(days=364), "end": today, "range": "custom"}
+    cases = [
+        ("full year by department, city", hq, StatsQuery(**year, dimension=Dimension.DEPARTMENT)),
+        ("full year by business type, city", hq, StatsQuery(**year, dimension=Dimension.BUSINESS_TYPE)),
+        ("full year by month, city", hq, StatsQuery(**year, dimension=Dimension.PERIOD,
+                                                    granularity=Granularity.MONTH)),
+        ("full year by day, city", hq, StatsQuery(**year, dimension=Dimension.PERIOD, granularity=Granularity.DAY)),
+        ("full year by clerk, one detachment", d01, StatsQuery(**year, dimension=Dimension.CLERK)),
+        ("last 30 days by department, city", hq, StatsQuery(start=today - timedelta(days=29), end=today,
+                                                            range="last_30")),
+    ]
+    for label, who, query in cases:
+        seconds, result = timed(lambda who=who, query=query: workload(who, query), repeat)
+        db.session.rollback()
+        rows.append((label, f"{seconds:.2f} s", f"{len(result.rows)} rows, {result.total.businesses:,} businesses"))
+
+    def department_by_type() -> int:
+        total = 0
+        for bt in business_types():
+            result = workload(hq, StatsQuery(**year, dimension=Dimension.DEPARTMENT, business_type_id=bt.id))
+            total += result.total.businesses
+        db.session.rollback()
+        return total
+
+    seconds, total = timed(department_by_type, repeat)
+    rows.append(("full year department × business type (department table per type)", f"{seconds:.2f} s",
+                 f"{len(business_types())} tables, {total:,} businesses"))
+    result = workload(hq, StatsQuery(**year, dimension=Dimension.DEPARTMENT))
+    for fmt, fn in (("xlsx", exports.to_xlsx), ("pdf", exports.to_pdf)):
+        seconds, body = timed(lambda fn=fn: fn(result, hq, utcnow()), repeat)
+        rows.append((f"export {fmt} of the department table", f"{seconds * 1000:.0f} ms", f"{len(body):,} bytes"))
+    db.session.rollback()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="capture warnings and statistics benchmark")
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--instance", type=Path, default=Path("instance/bench"))
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    app = open_app(args.url, args.instance)
+    app.config["STATS_STATEMENT_TIMEOUT_MS"] = 600_000  # measure, do not cut off
+    with app.app_context():
+        rows = run(args.repeat)
+    print(f"Machine: {machine()}\n")
+    print("| measurement | time | result |")
+    print("|---|---:|---|")
+    for label, value, note in rows:
+        print(f"| {label} | {value} | {note} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,830 @@
+"""Workload statistics (工作量统计) and the supervisor dashboard.
+
+Every figure is computed in SQL with GROUP BY over the businesses *accepted* in the period (the
+cohort), within the user's department subtree (`portal.scoping`) and the chosen department:
+
+- businesses: accepted in the period, withdrawn ones excluded;
+- captured: with at least one confirmed page; complete: every required material captured;
+- pages: the pages of the archive (current confirmed versions, `Business.page_count`);
+- on time: complete within T1 (the reminder threshold of the type) after the trigger time
+  (accepted or finished, as configured for the type; not yet finished counts as on time);
+- supplemented: businesses with at least one supplemental page (rate over captured businesses),
+  and the supplemental pages by reason (confirmed, including versions later superseded);
+- capture delay: completed_at − accepted_at of complete businesses, median and p90 with linear
+  interpolation (PostgreSQL `percentile_cont`; on SQLite the same formula in Python).
+
+A business belongs to a window by its capture: the window of its first initial-capture page
+(lowest window id when several), so businesses never captured have no window.
+
+Days, weeks (Monday first) and months are the server's local calendar; inside SQL the offset of
+the local zone at the start of the range is used (China has no daylight-saving time).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any, TypeVar
+
+from flask import current_app
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    distinct,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy.exc import OperationalError
+
+from portal.agents.models import Agent, AgentStatus
+from portal.auth.models import User
+from portal.capture.models import CapturedPage, CaptureKind, PageStatus, SupplementReason
+from portal.db import db, utcnow
+from portal.dictionary.models import BusinessType, WarningTrigger
+from portal.org.models import Department, Window
+from portal.registry.models import Business, BusinessStatus, CaptureState
+from portal.scoping import Scope, scope_for
+from portal.warnings.services import most_severe, open_counts_by_level
+
+AGENT_OFFLINE_SECONDS = 90
+ARCHIVED_PAGE = (PageStatus.CONFIRMED, PageStatus.SUPERSEDED)
+S = TypeVar("S", bound=Select[Any])
+TOTAL = "\x00total"  # the whole cohort in the percentile map (no group key looks like it)
+DEFAULT_TIMEOUT_MS = 25_000  # below the web workers' timeout: a clear message, never a timeout page
+
+
+class StatsError(Exception):
+    """A statistics request that cannot be answered; `message` is Chinese."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+class OutOfScope(Exception):
+    """A department or window outside the user's subtree (404)."""
+
+
+class Dimension(enum.StrEnum):
+    DEPARTMENT = "department"
+    WINDOW = "window"
+    CLERK = "clerk"
+    BUSINESS_TYPE = "type"
+    PERIOD = "period"
+
+    @property
+    def label(self) -> str:
+        return {"department": "部门", "window": "窗口", "clerk": "经办民警", "type": "业务类型",
+                "period": "时间"}[self.value]
+
+
+class Granularity(enum.StrEnum):
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+
+    @property
+    def label(self) -> str:
+        return {"day": "按日", "week": "按周", "month": "按月"}[self.value]
+
+    @property
+    def max_days(self) -> int:
+        return {"day": 366, "week": 3 * 366, "month": 10 * 366}[self.value]
+
+
+MAX_RANGE_DAYS = 10 * 366
+RANGES = {
+    "today": "今天", "yesterday": "昨天", "this_week": "本周", "this_month": "本月",
+    "last_30": "最近 30 天", "this_year": "今年", "custom": "自定义",
+}
+
+
+def local_midnight(day: date) -> datetime:
+    """The UTC instant of local midnight starting `day` (the server's zone)."""
+    return datetime.combine(day, time.min).astimezone()
+
+
+def local_today(now: datetime | None = None) -> date:
+    return (now or utcnow()).astimezone().date()
+
+
+def _parse_date(raw: str, label: str, errors: list[str]) -> date | None:
+    raw = (raw or "").strip()
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw[:10])
+    except ValueError:
+        errors.append(f"{label}格式无效，请使用“年-月-日”，例如 2026-11-02。")
+        return None
+
+
+@dataclass(frozen=True)
+class StatsQuery:
+    start: date
+    end: date  # inclusive
+    range: str = "this_month"
+    dimension: Dimension = Dimension.DEPARTMENT
+    granularity: Granularity = Granularity.DAY
+    department_id: int | None = None
+    window_id: int | None = None
+    business_type_id: int | None = None
+    errors: tuple[str, ...] = ()
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, Any], today: date | None = None) -> StatsQuery:
+        today = today or local_today()
+        errors: list[str] = []
+        preset = args.get("range") or ("custom" if args.get("start") or args.get("end") else "this_month")
+        if preset not in RANGES:
+            errors.append("统计时段取值无效。")
+            preset = "this_month"
+        start, end = _preset_bounds(preset, today)
+        if preset == "custom":
+            start = _parse_date(args.get("start", ""), "开始日期", errors)
+            end = _parse_date(args.get("end", ""), "结束日期", errors)
+            if not errors and (start is None or end is None):
+                errors.append("请填写开始日期和结束日期。")
+        try:
+            dimension = Dimension(args.get("by") or Dimension.DEPARTMENT)
+        except ValueError:
+            errors.append("统计维度取值无效。")
+            dimension = Dimension.DEPARTMENT
+        try:
+            granularity = Granularity(args.get("granularity") or Granularity.DAY)
+        except ValueError:
+            errors.append("时间粒度取值无效。")
+            granularity = Granularity.DAY
+        start, end = start or today, end or today
+        if not errors:
+            days = (end - start).days + 1
+            if end < start:
+                errors.append("结束日期不能早于开始日期。")
+            elif dimension == Dimension.PERIOD and days > granularity.max_days:
+                errors.append(
+                    f"{granularity.label}统计的时间范围不能超过 {granularity.max_days} 天（当前 {days} 天），"
+                    "请缩小范围或改用更粗的时间粒度。"
+                )
+            elif days > MAX_RANGE_DAYS:
+                errors.append(f"统计的时间范围不能超过 {MAX_RANGE_DAYS} 天（当前 {days} 天）。")
+        return cls(
+            start=start, end=end, range=preset, dimension=dimension, granularity=granularity,
+            department_id=_int(args.get("department")), window_id=_int(args.get("window")),
+            business_type_id=_int(args.get("type")), errors=tuple(errors),
+        )
+
+    @property
+    def start_at(self) -> datetime:
+        return local_midnight(self.start)
+
+    @property
+    def end_at(self) -> datetime:
+        """Exclusive end: local midnight after the last day."""
+        return local_midnight(self.end + timedelta(days=1))
+
+    def as_args(self, **changes: Any) -> dict[str, Any]:
+        """Query-string arguments reproducing this query (for links, drill-down and exports)."""
+        args: dict[str, Any] = {"range": self.range, "by": self.dimension.value}
+        if self.range == "custom":
+            args.update(start=self.start.isoformat(), end=self.end.isoformat())
+        if self.dimension == Dimension.PERIOD:
+            args["granularity"] = self.granularity.value
+        if self.department_id:
+            args["department"] = self.department_id
+        if self.window_id:
+            args["window"] = self.window_id
+        if self.business_type_id:
+            args["type"] = self.business_type_id
+        args.update(changes)
+        return {k: v for k, v in args.items() if v not in (None, "")}
+
+
+def _int(raw: Any) -> int | None:
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        return None
+    return value if value > 0 else None
+
+
+def _preset_bounds(preset: str, today: date) -> tuple[date | None, date | None]:
+    if preset == "today":
+        return today, today
+    if preset == "yesterday":
+        return today - timedelta(days=1), today - timedelta(days=1)
+    if preset == "this_week":
+        return today - timedelta(days=today.weekday()), today
+    if preset == "this_month":
+        return today.replace(day=1), today
+    if preset == "last_30":
+        return today - timedelta(days=29), today
+    if preset == "this_year":
+        return today.replace(month=1, day=1), today
+    return None, None
+
+
+# Result -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StatsRow:
+    key: Any
+    label: str
+    businesses: int = 0
+    captured: int = 0
+    complete: int = 0
+    pages: int = 0
+    on_time: int = 0
+    supplemented: int = 0
+    median_delay: float | None = None  # seconds
+    p90_delay: float | None = None
+    drill: dict[str, Any] | None = None
+
+    @staticmethod
+    def _rate(part: int, whole: int) -> float | None:
+        return part / whole if whole else None
+
+    @property
+    def completeness_rate(self) -> float | None:
+        return self._rate(self.complete, self.businesses)
+
+    @property
+    def on_time_rate(self) -> float | None:
+        return self._rate(self.on_time, self.businesses)
+
+    @property
+    def supplemental_rate(self) -> float | None:
+        return self._rate(self.supplemented, self.captured)
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    kind: str  # count, rate, duration
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("businesses", "业务数", "count"),
+    Column("captured", "已采集业务", "count"),
+    Column("complete", "完整采集业务", "count"),
+    Column("completeness_rate", "完整率", "rate"),
+    Column("pages", "采集页数", "count"),
+    Column("on_time_rate", "时限内完成率", "rate"),
+    Column("supplemented", "补充采集业务", "count"),
+    Column("supplemental_rate", "补充采集率", "rate"),
+    Column("median_delay", "采集时长中位数", "duration"),
+    Column("p90_delay", "采集时长 P90", "duration"),
+)
+
+
+@dataclass(frozen=True)
+class ReasonRow:
+    reason: str
+    label: str
+    pages: int
+    businesses: int
+
+
+@dataclass
+class StatsResult:
+    query: StatsQuery
+    root: Department
+    window: Window | None
+    rows: list[StatsRow]
+    total: StatsRow
+    reasons: list[ReasonRow]
+    breadcrumbs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    business_type: BusinessType | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.total.businesses == 0
+
+    def parameters(self) -> list[tuple[str, str]]:
+        """The query in words (the first page of an export)."""
+        q = self.query
+        items = [
+            ("统计时段", f"{q.start.isoformat()} 至 {q.end.isoformat()}（{RANGES.get(q.range, q.range)}）"),
+            ("统计维度", q.dimension.label + (f"（{q.granularity.label}）" if q.dimension == Dimension.PERIOD else "")),
+            ("部门范围", f"{self.root.name}及下级部门"),
+        ]
+        if self.window is not None:
+            items.append(("窗口", f"{self.window.department.name} {self.window.name}"))
+        if self.business_type is not None:
+            items.append(("业务类型", self.business_type.name))
+        items.append(("口径", "按受理时间统计业务；不含已退办业务；页数含已被替换的历史版本"))
+        return items
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    minutes = round(seconds / 60)
+    days, rest = divmod(minutes, 1440)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days}天{hours}小时"
+    if hours:
+        return f"{hours}小时{mins}分"
+    return f"{mins}分钟"
+
+
+def format_rate(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f}%"
+
+
+def percentile_cont(sorted_values: Sequence[float], q: float) -> float | None:
+    """PostgreSQL's percentile_cont: linear interpolation between the closest ranks."""
+    if not sorted_values:
+        return None
+    position = q * (len(sorted_values) - 1)
+    lower = math.floor(position)
+    upper = min(lower + 1, len(sorted_values) - 1)
+    fraction = position - lower
+    return float(sorted_values[lower] + (sorted_values[upper] - sorted_values[lower]) * fraction)
+
+
+# SQL building blocks ------------------------------------------------------------------------------
+
+
+def _dialect() -> str:
+    return db.session.get_bind().dialect.name
+
+
+def _seconds_between(later: Any, earlier: Any) -> ColumnElement[float]:
+    if _dialect() == "postgresql":
+        # date_part gives double precision (extract gives numeric, much slower to sort).
+        return func.date_part("epoch", later - earlier)
+    # julianday() is a double: ~50 µs of noise at today's dates, so round to milliseconds.
+    return func.round((func.julianday(later) - func.julianday(earlier)) * 86400.0, 3)
+
+
+def _period_key(column: Any, granularity: Granularity, offset_minutes: int) -> ColumnElement[str]:
+    """'YYYY-MM-DD' (day, and the Monday of a week) or 'YYYY-MM' in the local calendar."""
+    if _dialect() == "postgresql":
+        shifted = column + literal(timedelta(minutes=offset_minutes))
+        if granularity == Granularity.DAY:
+            return func.to_char(shifted, "YYYY-MM-DD")
+        if granularity == Granularity.WEEK:
+            return func.to_char(func.date_trunc("week", shifted), "YYYY-MM-DD")
+        return func.to_char(shifted, "YYYY-MM")
+    modifier = f"{offset_minutes:+d} minutes"
+    if granularity == Granularity.DAY:
+        return func.strftime("%Y-%m-%d", column, modifier)
+    if granularity == Granularity.WEEK:
+        return func.date(column, modifier, "weekday 0", "-6 days")
+    return func.strftime("%Y-%m", column, modifier)
+
+
+def period_keys(start: date, end: date, granularity: Granularity) -> list[str]:
+    """Every bucket between start and end (inclusive), in the keys `_period_key` produces."""
+    keys: list[str] = []
+    if granularity == Granularity.DAY:
+        day = start
+        while day <= end:
+            keys.append(day.isoformat())
+            day += timedelta(days=1)
+    elif granularity == Granularity.WEEK:
+        day = start - timedelta(days=start.weekday())
+        while day <= end:
+            keys.append(day.isoformat())
+            day += timedelta(days=7)
+    else:
+        year, month = start.year, start.month
+        while (year, month) <= (end.year, end.month):
+            keys.append(f"{year:04d}-{month:02d}")
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return keys
+
+
+def _trigger_time() -> ColumnElement[datetime]:
+    return case(
+        (BusinessType.warning_trigger == WarningTrigger.FINISHED, Business.finished_at),
+        else_=Business.accepted_at,
+    )
+
+
+def _statement_timeout() -> None:
+    if _dialect() == "postgresql":
+        ms = int(current_app.config.get("STATS_STATEMENT_TIMEOUT_MS", DEFAULT_TIMEOUT_MS))
+        db.session.execute(text(f"SET LOCAL statement_timeout = {ms}"))
+
+
+@dataclass
+class _Plan:
+    """The pieces of one statistics query. Every statement on businesses goes through `scoped`:
+    the user's scope (`portal.scoping`) and the chosen department's subtree."""
+
+    scope: Scope
+    root: Department
+    start: datetime
+    cohort: list[ColumnElement[bool]]
+    key: ColumnElement[Any] | None = None
+    extra: list[ColumnElement[Any]] = field(default_factory=list)
+    windows: Any = None  # per-business window of capture (subquery), only when asked about windows
+
+    def scoped(self, stmt: S) -> S:
+        stmt = self.scope.apply(stmt, Business.department_id)
+        return Scope(self.root.path).apply(stmt, Business.department_id)
+
+    def select(self, *columns: Any) -> Select[Any]:
+        """SELECT columns FROM the cohort's businesses (with their type), scoped."""
+        stmt = select(*columns).select_from(Business).join(BusinessType, BusinessType.id == Business.business_type_id)
+        if self.windows is not None:
+            stmt = stmt.outerjoin(self.windows, self.windows.c.business_id == Business.id)
+        return self.scoped(stmt.where(*self.cohort))
+
+
+def _plan(scope: Scope, root: Department, query: StatsQuery, dimension: Dimension | None,
+          granularity: Granularity) -> _Plan:
+    plan = _Plan(scope, root, query.start_at, [
+        Business.accepted_at >= query.start_at,
+        Business.accepted_at < query.end_at,
+        Business.status != BusinessStatus.WITHDRAWN,
+    ])
+    if query.business_type_id:
+        plan.cohort.append(Business.business_type_id == query.business_type_id)
+    if dimension == Dimension.WINDOW or query.window_id:
+        # Only a window question reads the pages per business (bounded by the department chosen).
+        P = CapturedPage
+        plan.windows = (
+            select(
+                P.business_id.label("business_id"),
+                func.coalesce(
+                    func.min(case((P.kind == CaptureKind.INITIAL, P.window_id))), func.min(P.window_id)
+                ).label("window_id"),
+            )
+            .where(P.status.in_(ARCHIVED_PAGE), P.business_id.in_(plan.scoped(select(Business.id).where(*plan.cohort))))
+            .group_by(P.business_id)
+            .subquery("capture_window")
+        )
+        if query.window_id:
+            plan.cohort.append(plan.windows.c.window_id == query.window_id)
+    if dimension == Dimension.DEPARTMENT:
+        plan.key = _department_key(root)
+    elif dimension == Dimension.WINDOW:
+        plan.key = plan.windows.c.window_id
+    elif dimension == Dimension.CLERK:
+        plan.key = Business.clerk_code
+        plan.extra = [func.max(Business.clerk_name).label("clerk_name")]
+    elif dimension == Dimension.BUSINESS_TYPE:
+        plan.key = Business.business_type_id
+    elif dimension == Dimension.PERIOD:
+        offset = int((query.start_at.utcoffset() or timedelta()).total_seconds() // 60)
+        plan.key = _period_key(Business.accepted_at, granularity, offset)
+    return plan
+
+
+def _children(root: Department) -> list[Department]:
+    return list(db.session.scalars(
+        select(Department).where(Department.parent_id == root.id).order_by(Department.code)
+    ))
+
+
+def _department_key(root: Department) -> ColumnElement[int]:
+    """Each business rolls up into the child of `root` whose subtree holds its department;
+    businesses of `root` itself stay on `root`."""
+    whens = []
+    for child in _children(root):
+        ids = select(Department.id).where(Department.path.startswith(child.path, autoescape=True))
+        whens.append((Business.department_id.in_(ids.scalar_subquery()), literal(child.id)))
+    if not whens:
+        return literal(root.id)
+    return case(*whens, else_=literal(root.id))
+
+
+def _delay() -> ColumnElement[float]:
+    return _seconds_between(Business.completed_at, Business.accepted_at)
+
+
+def _aggregate(plan: _Plan) -> Select[Any]:
+    """Business-level counts by group key, from the business table alone (its capture summary
+    columns): a full year of a city is one scan and a hash aggregate."""
+    complete = Business.capture_state == CaptureState.COMPLETE
+    trigger = _trigger_time()
+    on_time = case(
+        (and_(complete, or_(trigger.is_(None),
+                            _seconds_between(Business.completed_at, trigger)
+                            <= BusinessType.reminder_after_minutes * 60)), 1),
+        else_=0,
+    )
+    columns: list[Any] = [
+        func.count(Business.id).label("businesses"),
+        func.coalesce(func.sum(case((Business.page_count > 0, 1), else_=0)), 0).label("captured"),
+        func.coalesce(func.sum(case((complete, 1), else_=0)), 0).label("complete"),
+        func.coalesce(func.sum(Business.page_count), 0).label("pages"),
+        func.coalesce(func.sum(on_time), 0).label("on_time"),
+    ]
+    if plan.key is None:
+        return plan.select(*columns)
+    return plan.select(plan.key.label("key"), *columns, *plan.extra).group_by(plan.key)
+
+
+def _percentiles(plan: _Plan) -> dict[Any, tuple[float | None, float | None]]:
+    """Median and p90 capture delay per group key and for the whole cohort (`TOTAL`), over the
+    complete businesses: PostgreSQL's percentile_cont (ROLLUP adds the total in the same sort),
+    elsewhere the same interpolation in Python."""
+    if _dialect() != "postgresql":
+        return _python_percentiles(plan)
+    delay = _delay()
+    percentiles = (func.percentile_cont(0.5).within_group(delay), func.percentile_cont(0.9).within_group(delay))
+    complete = Business.capture_state == CaptureState.COMPLETE
+    if plan.key is None:
+        median, p90 = db.session.execute(plan.select(*percentiles).where(complete)).one()
+        return {TOTAL: (_float(median), _float(p90))}
+    stmt = plan.select(plan.key, func.grouping(plan.key), *percentiles).where(complete).group_by(
+        func.rollup(plan.key))
+    return {
+        (TOTAL if is_total else group): (_float(median), _float(p90))
+        for group, is_total, median, p90 in db.session.execute(stmt)
+    }
+
+
+def _python_percentiles(plan: _Plan) -> dict[Any, tuple[float | None, float | None]]:
+    """SQLite has no percentile_cont: fetch the delays of complete businesses (sorted) and
+    interpolate exactly as PostgreSQL does. Keyed by group key (None is a key too: businesses
+    without a window); `TOTAL` is the whole cohort."""
+    key = plan.key if plan.key is not None else literal(None)
+    delay = _delay()
+    stmt = plan.select(key, delay).where(Business.capture_state == CaptureState.COMPLETE).order_by(delay)
+    groups: dict[Any, list[float]] = defaultdict(list)
+    everything: list[float] = []
+    for group, seconds in db.session.execute(stmt):
+        groups[group].append(float(seconds))
+        everything.append(float(seconds))
+    result = {k: (percentile_cont(v, 0.5), percentile_cont(v, 0.9)) for k, v in groups.items()}
+    result[TOTAL] = (percentile_cont(everything, 0.5), percentile_cont(everything, 0.9))
+    return result
+
+
+def _supplemental(plan: _Plan) -> tuple[dict[Any, int], list[ReasonRow]]:
+    """Businesses with a supplemental capture per group key, and supplemental pages by reason.
+
+    One pass over the supplemental pages of the cohort, fetched per (key, business, reason): a
+    set bounded by the number of supplemental captures."""
+    P = CapturedPage
+    key = plan.key if plan.key is not None else literal(None)
+    stmt = plan.select(key, P.business_id, P.reason, func.count()).join(P, P.business_id == Business.id).where(
+        P.kind == CaptureKind.SUPPLEMENTAL, P.status.in_(ARCHIVED_PAGE),
+        # A page comes after its business (a day of margin for clocks): lets a short period use
+        # the captured_at index instead of reading every page.
+        P.captured_at >= plan.start - timedelta(days=1),
+    ).group_by(key, P.business_id, P.reason)
+    per_key: dict[Any, set[int]] = defaultdict(set)
+    reason_pages: dict[str, int] = defaultdict(int)
+    reason_businesses: dict[str, set[int]] = defaultdict(set)
+    for group, business_id, reason, pages in db.session.execute(stmt):
+        code = reason.value if reason else ""
+        per_key[group].add(business_id)
+        reason_pages[code] += pages
+        reason_businesses[code].add(business_id)
+    reasons = [ReasonRow(r.value, r.label, reason_pages[r.value], len(reason_businesses[r.value]))
+               for r in SupplementReason]
+    if reason_pages.get(""):
+        reasons.append(ReasonRow("", "未注明", reason_pages[""], len(reason_businesses[""])))
+    counts = {k: len(v) for k, v in per_key.items()}
+    counts[TOTAL] = len(set().union(*per_key.values())) if per_key else 0
+    return counts, reasons
+
+
+def _row_from(record: Any, key: Any, label: str) -> StatsRow:
+    m = record._mapping
+    return StatsRow(
+        key=key, label=label, businesses=int(m["businesses"]), captured=int(m["captured"]),
+        complete=int(m["complete"]), pages=int(m["pages"]), on_time=int(m["on_time"]),
+    )
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+# The statistics table ------------------------------------------------------------------------------
+
+
+def resolve_root(user: User, query: StatsQuery) -> tuple[Scope, Department, Window | None]:
+    """The user's scope, the department the table is about and the window, checked against the
+    scope (OutOfScope when outside)."""
+    scope = scope_for(user)
+    root = db.session.get(Department, query.department_id or user.department_id)
+    if root is None or not scope.allows(root.id):
+        raise OutOfScope
+    window = None
+    if query.window_id:
+        window = db.session.get(Window, query.window_id)
+        if window is None or not scope.allows(window.department_id) \
+                or not Scope(root.path).allows(window.department_id):
+            raise OutOfScope
+    return scope, root, window
+
+
+def workload(user: User, query: StatsQuery) -> StatsResult:
+    """The statistics table for `query` within the user's scope."""
+    if query.errors:
+        raise StatsError("；".join(query.errors))
+    scope, root, window = resolve_root(user, query)
+    _statement_timeout()
+    try:
+        return _workload(user, query, scope, root, window)
+    except OperationalError as exc:
+        if "statement timeout" in str(exc) or "canceling statement" in str(exc):
+            db.session.rollback()
+            raise StatsError("统计查询超时，请缩小时间范围或部门范围后重试。", 503) from None
+        raise
+
+
+def _workload(user: User, query: StatsQuery, scope: Scope, root: Department, window: Window | None) -> StatsResult:
+    plan = _plan(scope, root, query, query.dimension, query.granularity)
+    by_key: dict[Any, Any] = {record._mapping["key"]: record for record in db.session.execute(_aggregate(plan))}
+    rows = _label_rows(query, root, window, by_key)
+    # Every business of the cohort is in exactly one group: the total is their sum.
+    total = StatsRow(key=None, label="合计")
+    for name in ("businesses", "captured", "complete", "pages", "on_time"):
+        setattr(total, name, sum(int(r._mapping[name]) for r in by_key.values()))
+    percentiles = _percentiles(plan)
+    total.median_delay, total.p90_delay = percentiles.get(TOTAL, (None, None))
+    supplemented, reasons = _supplemental(plan)
+    total.supplemented = supplemented[TOTAL]
+    for row in rows:
+        row.median_delay, row.p90_delay = percentiles.get(row.key, (None, None))
+        row.supplemented = supplemented.get(row.key, 0)
+    return StatsResult(
+        query=query, root=root, window=window, rows=rows, total=total,
+        reasons=reasons, breadcrumbs=_breadcrumbs(user, query, root, window),
+        business_type=db.session.get(BusinessType, query.business_type_id) if query.business_type_id else None,
+    )
+
+
+def _label_rows(query: StatsQuery, root: Department, window: Window | None,
+                by_key: dict[Any, Any]) -> list[StatsRow]:
+    def build(key: Any, label: str, drill: dict[str, Any] | None = None, keep_empty: bool = False) -> StatsRow | None:
+        record = by_key.get(key)
+        if record is None:
+            return StatsRow(key=key, label=label, drill=drill) if keep_empty else None
+        row = _row_from(record, key, label)
+        row.drill = drill
+        return row
+
+    rows: list[StatsRow | None] = []
+    dimension = query.dimension
+    if dimension == Dimension.DEPARTMENT:
+        parents = set(db.session.scalars(select(Department.parent_id).where(Department.parent_id.is_not(None))))
+        for child in _children(root):
+            drill = query.as_args(by="department" if child.id in parents else "window", department=child.id,
+                                  window=None)
+            rows.append(build(child.id, child.name, drill, keep_empty=child.active))
+        rows.append(build(root.id, f"{root.name}（本级）"))
+    elif dimension == Dimension.WINDOW:
+        windows = db.session.scalars(
+            Scope(root.path).apply(select(Window), Window.department_id).order_by(Window.department_id, Window.code)
+        ).all()
+        for w in windows:
+            drill = query.as_args(by="clerk", window=w.id, department=root.id)
+            rows.append(build(w.id, f"{w.department.name} {w.name}", drill, keep_empty=w.active and window is None))
+        rows.append(build(None, "未采集（无窗口）"))
+    elif dimension == Dimension.CLERK:
+        codes = [k for k in by_key if k]
+        names = dict(db.session.execute(
+            select(User.registry_clerk_code, User.full_name).where(User.registry_clerk_code.in_(codes))
+        ).all()) if codes else {}
+        ordered = sorted(by_key, key=lambda k: (-int(by_key[k]._mapping["businesses"]), k or ""))
+        for code in ordered:
+            label = names.get(code) or by_key[code]._mapping["clerk_name"] or code or "（未记录经办人）"
+            if code and label != code:
+                label = f"{label}（{code}）"
+            rows.append(build(code, label))
+    elif dimension == Dimension.BUSINESS_TYPE:
+        for bt in db.session.scalars(select(BusinessType).order_by(BusinessType.sort_order, BusinessType.id)):
+            rows.append(build(bt.id, bt.name, keep_empty=bt.active))
+    else:
+        suffix = {"day": "", "week": " 起一周", "month": ""}[query.granularity.value]
+        for key in period_keys(query.start, query.end, query.granularity):
+            rows.append(build(key, key + suffix, keep_empty=True))
+    return [r for r in rows if r is not None]
+
+
+def _breadcrumbs(user: User, query: StatsQuery, root: Department,
+                 window: Window | None) -> list[tuple[str, dict[str, Any]]]:
+    ids = [int(x) for x in root.path.strip("/").split("/") if x]
+    departments = {d.id: d for d in db.session.scalars(select(Department).where(Department.id.in_(ids)))}
+    home = user.department.path
+    crumbs = []
+    for department_id in ids:
+        d = departments.get(department_id)
+        if d is not None and d.path.startswith(home):
+            crumbs.append((d.name, query.as_args(by="department", department=d.id, window=None)))
+    if window is not None:
+        crumbs.append((window.name, query.as_args(by="clerk", department=root.id, window=window.id)))
+    return crumbs
+
+
+# Dashboard ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Dashboard:
+    today: date
+    accepted_today: int
+    pages_today: int
+    businesses_captured_today: int
+    completed_today: int
+    warning_levels: dict[int, int]
+    severe_warnings: list[Any]
+    trend_labels: list[str]
+    trend_completeness: list[float | None]
+    trend_on_time: list[float | None]
+    busiest_windows: list[tuple[str, int, int]]  # label, pages, businesses
+    offline_agents: list[Agent]
+    generated_at: datetime
+
+    def chart_data(self) -> dict[str, Any]:
+        return {
+            "labels": self.trend_labels,
+            "datasets": [
+                {"label": "完整率（%）", "data": self.trend_completeness},
+                {"label": "时限内完成率（%）", "data": self.trend_on_time},
+            ],
+        }
+
+
+def dashboard(user: User, now: datetime | None = None) -> Dashboard:
+    now = now or utcnow()
+    scope = scope_for(user)
+    today = local_today(now)
+    start = local_midnight(today)
+    accepted_today = db.session.scalar(scope.apply(
+        select(func.count()).select_from(Business).where(
+            Business.accepted_at >= start, Business.status != BusinessStatus.WITHDRAWN),
+        Business.department_id,
+    )) or 0
+    completed_today = db.session.scalar(scope.apply(
+        select(func.count()).select_from(Business).where(Business.completed_at >= start),
+        Business.department_id,
+    )) or 0
+    P = CapturedPage
+    pages_today, businesses_today = db.session.execute(scope.apply(
+        select(func.count(), func.count(distinct(P.business_id)))
+        .select_from(P).join(Business, Business.id == P.business_id)
+        .where(P.captured_at >= start, P.status.in_(ARCHIVED_PAGE)),
+        Business.department_id,
+    )).one()
+    busiest = db.session.execute(scope.apply(
+        select(Window, func.count(P.id).label("pages"), func.count(distinct(P.business_id)))
+        .select_from(P).join(Window, Window.id == P.window_id)
+        .where(P.captured_at >= start, P.status.in_(ARCHIVED_PAGE)),
+        Window.department_id,
+    ).group_by(Window.id).order_by(text("pages DESC"), Window.id).limit(5)).all()
+    offline = list(db.session.scalars(scope.apply(
+        select(Agent).join(Window, Window.id == Agent.window_id).where(
+            Agent.status == AgentStatus.ACTIVE, Window.active.is_(True),
+            or_(Agent.last_heartbeat_at.is_(None),
+                Agent.last_heartbeat_at < now - timedelta(seconds=AGENT_OFFLINE_SECONDS)),
+        ),
+        Window.department_id,
+    ).order_by(Agent.last_heartbeat_at.is_(None).desc(), Agent.last_heartbeat_at, Agent.id)).unique())
+    trend = _trend(user, today)
+    return Dashboard(
+        today=today, accepted_today=int(accepted_today), pages_today=int(pages_today),
+        businesses_captured_today=int(businesses_today), completed_today=int(completed_today),
+        warning_levels=open_counts_by_level(scope), severe_warnings=most_severe(scope, 10),
+        trend_labels=[r.key[5:] for r in trend],
+        trend_completeness=[_pct(r.completeness_rate) for r in trend],
+        trend_on_time=[_pct(r.on_time_rate) for r in trend],
+        busiest_windows=[(f"{w.department.name} {w.name}", int(n), int(b)) for w, n, b in busiest],
+        offline_agents=offline, generated_at=now,
+    )
+
+
+def _pct(rate: float | None) -> float | None:
+    return None if rate is None else round(rate * 100, 1)
+
+
+def _trend(user: User, today: date) -> list[StatsRow]:
+    query = StatsQuery(start=today - timedelta(days=29), end=today, range="last_30",
+                       dimension=Dimension.PERIOD, granularity=Granularity.DAY)
+    scope, root, window = resolve_root(user, query)
+    plan = _plan(scope, root, query, Dimension.PERIOD, Granularity.DAY)
+    by_key = {r._mapping["key"]: r for r in db.session.execute(_aggregate(plan)).all()}
+    return _label_rows(query, root, window, by_key)
+
+
+def business_types() -> list[BusinessType]:
+    return list(db.session.scalars(select(BusinessType).order_by(BusinessType.sort_order, BusinessType.id)))
+
+
+def scope_departments(user: User) -> list[Department]:
+    """The departments a user may pick (their subtree), in tree order."""
+    return list(db.session.scalars(
+        scope_for(user).apply(select(Department), Department.id).order_by(Department.path)
+    ))
+
