@@ -67,6 +67,21 @@ class NotFound(Exception):
     """No such business or page within the user's scope (indistinguishable from not existing)."""
 
 
+@dataclass(frozen=True)
+class PendingAudit:
+    """An audit entry the view appends as the last step of the request, after rendering.
+
+    Appending takes the audit chain's head-row lock until the request commits, and every
+    lookup is audited: taken last, the lock is held for the append and the commit only, not
+    while a page renders (under load, lookups otherwise queue behind each other's rendering)."""
+
+    action: str
+    fields: Mapping[str, Any]
+
+    def record(self) -> None:
+        record(self.action, **self.fields)
+
+
 # Lookup -----------------------------------------------------------------------------------------
 
 # Control and invisible format characters: PostgreSQL rejects NUL in text, the others only hide
@@ -216,6 +231,7 @@ class SearchResult:
     page: int
     pages: int
     page_size: int
+    audit: PendingAudit  # `archive.searched`: the caller records it last
 
     @property
     def first(self) -> int:
@@ -259,31 +275,44 @@ def _variants(value: str) -> list[str]:
 
 
 def search(scope: Scope, criteria: SearchCriteria, actor: Actor, *, page_size: int = PAGE_SIZE) -> SearchResult:
-    """Run a lookup within `scope` and audit it. The caller checked `criteria.errors`."""
+    """Run a lookup within `scope`. The caller checked `criteria.errors`, and records
+    `result.audit` (the `archive.searched` entry) as the last step of the request."""
     department = None
     if criteria.department_id:
         department = db.session.get(Department, criteria.department_id)
     stmt = _statement(scope, criteria, department)
     if criteria.department_id and department is None:
         stmt = stmt.where(Business.id.is_(None))  # an unknown department matches nothing
-    bounded = stmt.with_only_columns(Business.id).order_by(None).limit(MAX_COUNT + 1).subquery()
-    count = db.session.scalar(select(func.count()).select_from(bounded)) or 0
+    if criteria.sort == "oldest":
+        ordered = stmt.order_by(Business.accepted_at.asc(), Business.id.asc())
+    else:
+        ordered = stmt.order_by(Business.accepted_at.desc(), Business.id.desc())
+    items: list[Business] | None = None
+    if criteria.page == 1:
+        # Exact lookups (serial, plate, ID number) mostly fit on the first page: then the page
+        # is the count, and the bounded count query is not needed.
+        items = list(db.session.scalars(ordered.limit(page_size)))
+        count = len(items) if len(items) < page_size else _bounded_count(stmt)
+    else:
+        count = _bounded_count(stmt)
     capped = count > MAX_COUNT
     shown = min(count, MAX_COUNT)
     pages = max(1, -(-shown // page_size))
     page = min(criteria.page, pages)
-    if criteria.sort == "oldest":
-        order = (Business.accepted_at.asc(), Business.id.asc())
-    else:
-        order = (Business.accepted_at.desc(), Business.id.desc())
-    items = list(db.session.scalars(stmt.order_by(*order).offset((page - 1) * page_size).limit(page_size)))
-    record(
-        SEARCHED_ACTION, actor=actor, object_type="business",
-        reason=criteria.reason if scope.everywhere else "",
-        detail={**criteria.audit_detail(), "page": page, "cross": scope.everywhere,
-                "cross_requested": criteria.cross, "count": shown, "capped": capped},
-    )
-    return SearchResult(items, shown, capped, page, pages, page_size)
+    if items is None:
+        items = list(db.session.scalars(ordered.offset((page - 1) * page_size).limit(page_size)))
+    audit = PendingAudit(SEARCHED_ACTION, {
+        "actor": actor, "object_type": "business", "reason": criteria.reason if scope.everywhere else "",
+        "detail": {**criteria.audit_detail(), "page": page, "cross": scope.everywhere,
+                   "cross_requested": criteria.cross, "count": shown, "capped": capped},
+    })
+    return SearchResult(items, shown, capped, page, pages, page_size, audit)
+
+
+def _bounded_count(stmt: Select[Any]) -> int:
+    """How many rows `stmt` matches, counting no further than MAX_COUNT + 1."""
+    bounded = stmt.with_only_columns(Business.id).order_by(None).limit(MAX_COUNT + 1).subquery()
+    return db.session.scalar(select(func.count()).select_from(bounded)) or 0
 
 
 def search_options(scope: Scope, may_cross: bool) -> dict[str, Any]:
@@ -529,41 +558,40 @@ def read_view_token(
     return ViewGrant(int(uid), int(bid), bool(cross), str(session))
 
 
-def record_page_views(
+def page_views(
     actor: Actor, user_id: int, business: Business, page_ids: list[int], *, view: Literal["thumbnails", "viewer"],
     cross: bool, reason: str,
-) -> ViewGrant:
-    """One `archive.page_viewed` entry for the pages a page load makes visible; the grant that
-    lets their image requests go without an entry each."""
+) -> tuple[ViewGrant, PendingAudit]:
+    """The grant that lets the image requests of a page load go without an entry each, and the
+    one `archive.page_viewed` entry for the pages it makes visible (recorded last by the view)."""
     grant = ViewGrant(user_id, business.id, cross, secrets.token_hex(6))
-    record(
-        PAGE_VIEWED_ACTION, actor=actor, object_type="business", object_id=str(business.id),
-        reason=reason if cross else "",
-        detail={"serial": business.serial, "view": view, "pages": page_ids, "session": grant.session,
-                "cross": cross},
-    )
-    return grant
+    return grant, PendingAudit(PAGE_VIEWED_ACTION, {
+        "actor": actor, "object_type": "business", "object_id": str(business.id),
+        "reason": reason if cross else "",
+        "detail": {"serial": business.serial, "view": view, "pages": page_ids, "session": grant.session,
+                   "cross": cross},
+    })
 
 
-def record_single_page_view(actor: Actor, page: CapturedPage, business: Business, kind: str, *,
-                            cross: bool, reason: str) -> None:
+def single_page_view(actor: Actor, page: CapturedPage, business: Business, kind: str, *,
+                     cross: bool, reason: str) -> PendingAudit:
     """An image request outside a viewer session (no or an expired token): its own entry."""
-    record(
-        PAGE_VIEWED_ACTION, actor=actor, object_type="business", object_id=str(business.id),
-        reason=reason if cross else "",
-        detail={"serial": business.serial, "view": "direct", "pages": [page.id], "kind": kind, "cross": cross},
-    )
-
+    return PendingAudit(PAGE_VIEWED_ACTION, {
+        "actor": actor, "object_type": "business", "object_id": str(business.id),
+        "reason": reason if cross else "",
+        "detail": {"serial": business.serial, "view": "direct", "pages": [page.id], "kind": kind, "cross": cross},
+    })
 
 
 def viewable_page(
     user: User, page_id: int, *, token: str, secret: str | bytes, cross: bool, reason: str, actor: Actor, kind: str
-) -> tuple[CapturedPage, Business]:
-    """An archived page the user may see, with its business; the view audited.
+) -> tuple[CapturedPage, Business, PendingAudit | None]:
+    """An archived page the user may see, its business, and the audit entry of this view.
 
     A valid view token (from the viewer or business page that showed this business to this
-    user) carries that page load's scope and audit entry; without one the request needs the
-    usual scope (`cross` with a reason for another department) and is audited on its own."""
+    user) carries that page load's scope and audit entry (no new entry: None); without one the
+    request needs the usual scope (`cross` with a reason for another department) and gets its
+    own entry, which the view records after rendering the image. A refusal is audited at once."""
     page = db.session.get(CapturedPage, page_id)
     if page is None or page.status not in ARCHIVE_STATUSES:
         raise NotFound(page_id)
@@ -577,6 +605,6 @@ def viewable_page(
         record(PAGE_VIEWED_ACTION, actor=actor, outcome="denied", object_type="captured_page",
                object_id=str(page_id), detail={"why": "not in scope"})
         raise
-    if grant is None:
-        record_single_page_view(actor, page, business, kind, cross=scope.everywhere, reason=reason)
-    return page, business
+    audit = None if grant is not None else single_page_view(actor, page, business, kind, cross=scope.everywhere,
+                                                            reason=reason)
+    return page, business, audit
