@@ -74,3 +74,34 @@ def demo_agent(url: str, window_spec: str, data_dir: Path | None) -> None:
 def register(app: Flask) -> None:
     app.cli.add_command(agents_group)
     app.cli.add_command(demo_agent)
+
+
+@agents_group.command("publish-update")
+@click.argument("package", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("envelope", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@with_appcontext
+def publish_update(package: Path, envelope: Path) -> None:
+    """Offer a signed agent update (PACKAGE and its ENVELOPE from `python -m scanner_agent.updates sign`).
+
+    The portal only checks that the envelope describes this package; agents verify the signature
+    against their pinned release key before using it."""
+    import json
+
+    from gmcrypto.sm3 import sm3_hex
+    from portal.agents.models import AgentUpdate
+    from portal.audit.services import record
+
+    data = package.read_bytes()
+    env = json.loads(envelope.read_text(encoding="utf-8"))
+    payload = env.get("payload", {}) if isinstance(env, dict) else {}
+    if payload.get("sm3") != sm3_hex(data) or payload.get("size") != len(data):
+        raise click.ClickException("the envelope does not describe this package (size or SM3 differ)")
+    version = str(payload.get("version", ""))
+    if db.session.scalar(select(AgentUpdate).where(AgentUpdate.version == version)) is not None:
+        raise click.ClickException(f"version {version} is already published")
+    db.session.add(AgentUpdate(version=version, filename=package.name, package=data,
+                               envelope=json.dumps(env, ensure_ascii=False)))
+    record("agents.update_published", actor=Actor.system(), object_type="agent_update", object_id=version,
+           detail={"filename": package.name, "sm3": payload.get("sm3")})
+    db.session.commit()
+    click.echo(f"published agent update {version} ({len(data)} bytes)")
