@@ -16,8 +16,11 @@ bp = Blueprint("main", __name__)
 @login_required
 def home() -> str | Response:
     groups = navigation_for(signed_in_user())
-    if groups:
-        return redirect(url_for(groups[0][1][0].endpoint))
+    endpoints = [item.endpoint for _, items in groups for item in items]
+    if "stats.index" in endpoints:  # supervisors start on their dashboard
+        return redirect(url_for("stats.index"))
+    if endpoints:
+        return redirect(url_for(endpoints[0]))
     return render_template("main/home.html")
 
 
