@@ -34,17 +34,27 @@ class KeyError_(Exception):
     """A key file is missing, malformed or does not know the requested key."""
 
 
-def _write_secret(path: Path, content: str | bytes) -> None:
-    """Atomically replace `path` (mode 0600): a crash leaves the old or the new file, never half."""
+def _temp_secret(path: Path, content: str | bytes, suffix: str) -> Path:
+    """Write `content` durably to a fresh owner-only (0600) temp file beside `path`."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     data = content.encode() if isinstance(content, str) else content
-    tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}{suffix}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _write_secret(path: Path, content: str | bytes) -> None:
+    """Atomically replace `path` (mode 0600): a crash leaves the old or the new file, never half."""
+    tmp = _temp_secret(path, content, ".tmp")
+    try:
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -55,15 +65,8 @@ def _write_secret(path: Path, content: str | bytes) -> None:
 def _create_secret(path: Path, content: str | bytes) -> None:
     """Create `path` (mode 0600) unless it exists: when two processes start at once on a fresh
     instance, the first key written wins and both then read that one."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    data = content.encode() if isinstance(content, str) else content
-    tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    tmp = _temp_secret(path, content, ".new")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         try:
             os.link(tmp, path)  # atomic and exclusive: fails when the file exists
         except FileExistsError:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 import sys
 from pathlib import Path
@@ -26,11 +25,7 @@ def register(target: Any) -> None:
 def _cli_actor():  # type: ignore[no-untyped-def]
     from portal.audit.services import Actor
 
-    try:
-        who = getpass.getuser()
-    except (KeyError, OSError):
-        who = "unknown"
-    return Actor("system", None, f"cli:{who}"[:64])
+    return Actor.cli()
 
 
 @click.group("audit")

@@ -62,6 +62,17 @@ class Actor:
         return cls("agent", None, f"agent:{agent_id}:{key_id}", None, ip)
 
     @classmethod
+    def cli(cls) -> Actor:
+        """An administrator at the command line (the operating-system account is recorded)."""
+        import getpass
+
+        try:
+            who = getpass.getuser()
+        except (KeyError, OSError):
+            who = "unknown"
+        return cls("system", None, f"cli:{who}"[:64])
+
+    @classmethod
     def system(cls) -> Actor:
         return cls("system", None, "system")
 
