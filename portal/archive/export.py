@@ -132,10 +132,13 @@ def export_archive(
 ) -> ExportBundle:
     """Build, sign and audit the export of `business` by `exporter` (who may see it: checked by the
     caller). Pages whose stored bytes fail their check become a marked placeholder page, are
-    listed in the signed payload and audited; the export itself goes on."""
+    listed in the signed payload and audited; the export itself goes on. A business without a
+    confirmed page raises `NothingToExport` (the refusal is audited)."""
     archive = services.business_archive(business)
     rows = services.current_pages(archive)
     if not rows:
+        record(EXPORTED_ACTION, actor=actor, outcome="failure", object_type="business", object_id=str(business.id),
+               detail={"serial": business.serial, "why": "no confirmed pages"})
         raise NothingToExport(business.serial)
     now = now or utcnow()
     mark = watermark_text(exporter.full_name, exporter.badge_number, now)

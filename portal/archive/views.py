@@ -9,12 +9,13 @@ from werkzeug.datastructures import MultiDict
 
 from gmcrypto.errors import DecryptionError
 from portal.archive import services
-from portal.archive.export import NothingToExport, export_archive
+from portal.archive.export import EXPORTED_ACTION, NothingToExport, export_archive
 from portal.audit.services import record
 from portal.auth.access import current_actor, require, signed_in_user
 from portal.auth.models import User
 from portal.auth.roles import Permission
 from portal.capture.completeness import checklist_status
+from portal.db import utcnow
 from portal.keys import key_provider
 from portal.protect import KINDS, reveal_personal
 from portal.registry.models import Business
@@ -56,8 +57,6 @@ def _business_or_404(user: User, business_id: int, cross: bool, action: str) -> 
 
 
 def _watermark(user: User) -> str:
-    from portal.db import utcnow
-
     return watermark_text(user.full_name, user.badge_number, utcnow())
 
 
@@ -226,14 +225,12 @@ def page_image(page_id: int) -> Response:
 def export(business_id: int) -> Response | tuple[str, int]:
     user = signed_in_user()
     cross, reason = _cross(request.form)
-    item = _business_or_404(user, business_id, cross, "archive.exported")
+    item = _business_or_404(user, business_id, cross, EXPORTED_ACTION)
     everywhere = scope_for(user, cross_department=cross).everywhere
     try:
         bundle = export_archive(item, user, current_actor(), key_provider().signing_key, cross=everywhere,
                                 reason=reason)
     except NothingToExport as exc:
-        record("archive.exported", actor=current_actor(), outcome="failure", object_type="business",
-               object_id=str(item.id), detail={"serial": item.serial, "why": "no confirmed pages"})
         template = "errors/_error.html" if _wants_fragment() else "errors/error.html"
         return render_template(template, code=422, message=exc.message_zh), 422
     response = Response(bundle.zip_bytes(), mimetype="application/zip")
