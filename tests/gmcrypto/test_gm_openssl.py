@@ -13,7 +13,7 @@ from gmcrypto.sm3 import sm3_hex
 
 UID = sm2.DEFAULT_UID.decode()
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI missing")
+assert shutil.which("openssl"), "the OpenSSL 3 command line is required (scripts/system-packages.sh)"
 
 
 def openssl(*args: str | Path, stdin: bytes | None = None) -> bytes:

@@ -101,8 +101,7 @@ def test_exported_images_carry_the_watermark(exported) -> None:
 
 
 def test_chinese_renders_in_the_pdf(exported, tmp_path) -> None:
-    if shutil.which("pdftoppm") is None:
-        pytest.skip("pdftoppm (poppler-utils) is not installed")
+    assert shutil.which("pdftoppm"), "install poppler-utils (scripts/system-packages.sh)"
     subprocess.run(["pdftoppm", "-png", "-r", "50", "-f", "1", "-l", "1", str(exported["pdf_path"]),
                     str(tmp_path / "cover")], check=True, timeout=60)
     png = next(tmp_path.glob("cover*.png"))
@@ -114,9 +113,8 @@ def test_chinese_renders_in_the_pdf(exported, tmp_path) -> None:
 
 
 def test_cover_qr_code_reads_the_serial(exported, tmp_path) -> None:
-    zxingcpp = pytest.importorskip("zxingcpp")
-    if shutil.which("pdftoppm") is None:
-        pytest.skip("pdftoppm (poppler-utils) is not installed")
+    import zxingcpp
+    assert shutil.which("pdftoppm"), "install poppler-utils (scripts/system-packages.sh)"
     subprocess.run(["pdftoppm", "-png", "-r", "100", "-f", "1", "-l", "1", str(exported["pdf_path"]),
                     str(tmp_path / "qr")], check=True, timeout=60)
     with Image.open(next(tmp_path.glob("qr*.png"))) as image:

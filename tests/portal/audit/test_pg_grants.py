@@ -15,13 +15,14 @@ from sqlalchemy import create_engine, exc, make_url, select, text
 
 from portal.audit.pg_roles import pg_grants_sql
 
+pytestmark = pytest.mark.postgresql
+
 
 @pytest.fixture
 def pg_role(app):  # type: ignore[no-untyped-def]
     from portal.db import db
 
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("PostgreSQL only: SQLite has no roles or GRANT (runs in the PostgreSQL pass)")
+    assert db.engine.dialect.name == "postgresql"
     role = f"audit_app_{secrets.token_hex(4)}"
     password = secrets.token_urlsafe(16)
     with db.engine.begin() as conn:
