@@ -8,8 +8,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.db import Base, utcnow
-from portal.dictionary.models import _enum
+from portal.db import Base, enum_column, utcnow
 from portal.org.models import Window
 
 
@@ -27,7 +26,7 @@ class Agent(Base):
     window_id: Mapped[int] = mapped_column(ForeignKey("window.id"), index=True)
     key_id: Mapped[str] = mapped_column(String(32), unique=True)
     public_key_pem: Mapped[str] = mapped_column(Text)
-    status: Mapped[AgentStatus] = mapped_column(_enum(AgentStatus), default=AgentStatus.ACTIVE)
+    status: Mapped[AgentStatus] = mapped_column(enum_column(AgentStatus), default=AgentStatus.ACTIVE)
     hostname: Mapped[str] = mapped_column(String(100), default="")
     version: Mapped[str] = mapped_column(String(20), default="")
     scanner_model: Mapped[str] = mapped_column(String(100), default="")

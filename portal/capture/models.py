@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.db import Base, utcnow
-from portal.dictionary.models import Material, _enum
+from portal.db import Base, enum_column, utcnow
+from portal.dictionary.models import Material
 
 
 class JobState(enum.StrEnum):
@@ -82,13 +82,13 @@ class ScanJob(Base):
     material_id: Mapped[int] = mapped_column(ForeignKey("material.id"))
     # None for a barcode batch the agent scanned without a job.
     requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
-    kind: Mapped[CaptureKind] = mapped_column(_enum(CaptureKind), default=CaptureKind.INITIAL)
-    reason: Mapped[SupplementReason | None] = mapped_column(_enum(SupplementReason))
+    kind: Mapped[CaptureKind] = mapped_column(enum_column(CaptureKind), default=CaptureKind.INITIAL)
+    reason: Mapped[SupplementReason | None] = mapped_column(enum_column(SupplementReason))
     reason_text: Mapped[str] = mapped_column(String(200), default="")
-    state: Mapped[JobState] = mapped_column(_enum(JobState), default=JobState.PENDING)
+    state: Mapped[JobState] = mapped_column(enum_column(JobState), default=JobState.PENDING)
     # Where the pages come from: the window's agent, or a browser upload batch (created completed).
-    source: Mapped[PageSource] = mapped_column(_enum(PageSource), default=PageSource.AGENT)
-    mode: Mapped[SupplementMode] = mapped_column(_enum(SupplementMode), default=SupplementMode.APPEND)
+    source: Mapped[PageSource] = mapped_column(enum_column(PageSource), default=PageSource.AGENT)
+    mode: Mapped[SupplementMode] = mapped_column(enum_column(SupplementMode), default=SupplementMode.APPEND)
     # The confirmed page a REPLACE_PAGE job replaces. A plain integer, not a foreign key: scan_job
     # and captured_page would reference each other (a cycle); pages are never deleted anyway.
     replaces_page_id: Mapped[int | None]
@@ -124,11 +124,11 @@ class CapturedPage(Base):
     position: Mapped[int] = mapped_column(default=0)
     version: Mapped[int] = mapped_column(default=1)
     supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("captured_page.id"))
-    status: Mapped[PageStatus] = mapped_column(_enum(PageStatus), default=PageStatus.STAGED)
-    kind: Mapped[CaptureKind] = mapped_column(_enum(CaptureKind), default=CaptureKind.INITIAL)
-    reason: Mapped[SupplementReason | None] = mapped_column(_enum(SupplementReason))
+    status: Mapped[PageStatus] = mapped_column(enum_column(PageStatus), default=PageStatus.STAGED)
+    kind: Mapped[CaptureKind] = mapped_column(enum_column(CaptureKind), default=CaptureKind.INITIAL)
+    reason: Mapped[SupplementReason | None] = mapped_column(enum_column(SupplementReason))
     reason_text: Mapped[str] = mapped_column(String(200), default="")
-    source: Mapped[PageSource] = mapped_column(_enum(PageSource), default=PageSource.AGENT)
+    source: Mapped[PageSource] = mapped_column(enum_column(PageSource), default=PageSource.AGENT)
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("agent.id"))
     window_id: Mapped[int | None] = mapped_column(ForeignKey("window.id"))
     # The clerk who started the job; None for a barcode batch scanned without one.

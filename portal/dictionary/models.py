@@ -5,14 +5,10 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.db import Base, utcnow
-
-
-def _enum(cls: type[enum.Enum], length: int = 20) -> Enum:
-    return Enum(cls, native_enum=False, length=length, values_callable=lambda e: [m.value for m in e])
+from portal.db import Base, enum_column, utcnow
 
 
 class Requirement(enum.StrEnum):
@@ -52,7 +48,7 @@ class BusinessType(Base):
     sort_order: Mapped[int] = mapped_column(default=0)
     # Capture-warning thresholds (minutes after the trigger time).
     warning_trigger: Mapped[WarningTrigger] = mapped_column(
-        _enum(WarningTrigger), default=WarningTrigger.FINISHED
+        enum_column(WarningTrigger), default=WarningTrigger.FINISHED
     )
     reminder_after_minutes: Mapped[int] = mapped_column(default=60)
     warning_after_minutes: Mapped[int] = mapped_column(default=240)
@@ -73,7 +69,7 @@ class Material(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(32), unique=True)
     name: Mapped[str] = mapped_column(String(50))
-    color_mode: Mapped[ColorMode] = mapped_column(_enum(ColorMode), default=ColorMode.GRAY)
+    color_mode: Mapped[ColorMode] = mapped_column(enum_column(ColorMode), default=ColorMode.GRAY)
     dpi: Mapped[int] = mapped_column(default=200)
     active: Mapped[bool] = mapped_column(default=True)
     sort_order: Mapped[int] = mapped_column(default=0)
@@ -89,7 +85,7 @@ class ChecklistItem(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     business_type_id: Mapped[int] = mapped_column(ForeignKey("business_type.id", ondelete="CASCADE"))
     material_id: Mapped[int] = mapped_column(ForeignKey("material.id"))
-    requirement: Mapped[Requirement] = mapped_column(_enum(Requirement))
+    requirement: Mapped[Requirement] = mapped_column(enum_column(Requirement))
     condition_note: Mapped[str] = mapped_column(String(200), default="")
     sort_order: Mapped[int] = mapped_column(default=0)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.db import Base, utcnow
+from portal.db import Base, enum_column, utcnow
 
 
 class DepartmentKind(enum.StrEnum):
@@ -34,7 +34,7 @@ class Department(Base):
     code: Mapped[str] = mapped_column(String(32), unique=True)
     name: Mapped[str] = mapped_column(String(100))
     kind: Mapped[DepartmentKind] = mapped_column(
-        Enum(DepartmentKind, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
+        enum_column(DepartmentKind)
     )
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"))
     path: Mapped[str] = mapped_column(String(255), index=True, default="")

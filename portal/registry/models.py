@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.db import Base, utcnow
-from portal.dictionary.models import BusinessType, _enum
+from portal.db import Base, enum_column, utcnow
+from portal.dictionary.models import BusinessType
 from portal.org.models import Department
 
 
@@ -68,13 +68,13 @@ class Business(Base):
     phone_masked: Mapped[str] = mapped_column(String(40), default="")
     clerk_code: Mapped[str] = mapped_column(String(32), default="", index=True)
     clerk_name: Mapped[str] = mapped_column(String(100), default="")
-    status: Mapped[BusinessStatus] = mapped_column(_enum(BusinessStatus), default=BusinessStatus.ACCEPTED)
+    status: Mapped[BusinessStatus] = mapped_column(enum_column(BusinessStatus), default=BusinessStatus.ACCEPTED)
     accepted_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
     source_updated_at: Mapped[datetime | None]
     synced_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Capture summary
-    capture_state: Mapped[CaptureState] = mapped_column(_enum(CaptureState), default=CaptureState.NONE)
+    capture_state: Mapped[CaptureState] = mapped_column(enum_column(CaptureState), default=CaptureState.NONE)
     required_count: Mapped[int] = mapped_column(default=0)
     required_captured: Mapped[int] = mapped_column(default=0)
     page_count: Mapped[int] = mapped_column(default=0)

@@ -8,8 +8,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.db import Base, utcnow
-from portal.dictionary.models import _enum
+from portal.db import Base, enum_column, utcnow
 from portal.registry.models import Business
 
 
@@ -61,7 +60,7 @@ class CaptureWarning(Base):
     level_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     due_since: Mapped[datetime]  # the trigger time the thresholds count from
     closed_at: Mapped[datetime | None]
-    closure: Mapped[WarningClosure | None] = mapped_column(_enum(WarningClosure))
+    closure: Mapped[WarningClosure | None] = mapped_column(enum_column(WarningClosure))
     closed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     exception_reason: Mapped[str] = mapped_column(String(500), default="")
     # Business.version when the warning was closed: an exception stays closed until the business
