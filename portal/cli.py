@@ -32,9 +32,10 @@ def register_commands(app: Flask) -> None:
     from portal.audit import cli as audit_cli
     from portal.jobs import cli as jobs_cli
     from portal.registry import cli as registry_cli
+    from portal.stats import cli as stats_cli
     from portal.storage import cli as storage_cli
 
-    for module in (agents_cli, archive_cli, audit_cli, jobs_cli, registry_cli, storage_cli):
+    for module in (agents_cli, archive_cli, audit_cli, jobs_cli, registry_cli, stats_cli, storage_cli):
         module.register(app)
 
 

@@ -23,13 +23,14 @@ from portal.registry.models import (
     SyncRun,
     SyncState,
 )
+from portal.stats.models import CaptureSummary
 from portal.storage.models import ImageBlob, Rendition
 from portal.warnings.models import CaptureWarning, WarningClosure, WarningLevel
 
 __all__ = [
     "Agent", "AgentNonce", "AgentStatus", "AgentUpdate", "AuditCheckpoint", "AuditEntry",
     "AuditHead", "Business", "BusinessStatus", "BusinessType", "CaptureKind", "CaptureState",
-    "CaptureWarning", "CapturedPage", "ChecklistItem", "ColorMode", "Department", "DepartmentKind",
+    "CaptureSummary", "CaptureWarning", "CapturedPage", "ChecklistItem", "ColorMode", "Department", "DepartmentKind",
     "EnrolmentCode", "ImageBlob", "JobState", "Material", "PageSource", "PageStatus",
     "PasswordHistory", "QuarantinedRecord", "Rendition", "Requirement", "ScanJob",
     "SchedulerLease", "SupplementReason", "SyncRun", "SyncState", "User", "UserRole",

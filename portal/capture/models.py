@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.db import Base, enum_column, utcnow
@@ -115,6 +115,12 @@ class CapturedPage(Base):
     __table_args__ = (
         Index("ix_captured_page_business_material", "business_id", "material_id", "status"),
         Index("ix_captured_page_captured_at", "captured_at"),
+        # Supplemental captures are a few per cent of pages: statistics find them without
+        # reading the other 95 %.
+        Index(
+            "ix_captured_page_supplemental", "business_id",
+            postgresql_where=text("kind = 'supplemental'"), sqlite_where=text("kind = 'supplemental'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

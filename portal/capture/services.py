@@ -33,6 +33,7 @@ from portal.capture.models import (
 from portal.db import db, utcnow
 from portal.dictionary.models import ChecklistItem, Material, Requirement
 from portal.org.models import Window
+from portal.registry.changes import businesses_changed
 from portal.registry.models import Business, CaptureState
 from portal.scoping import Scope
 from portal.storage.services import BlobIntegrityError, store_image
@@ -778,17 +779,8 @@ def confirm_job(job: ScanJob, actor: Actor, now: datetime | None = None) -> Conf
                    "mode": job.mode.value, "reason": job.reason.value if job.reason else None,
                    "pages": [p.id for p in pages], "superseded": [p.id for p in superseded],
                    "state": state.value, "required": f"{business.required_captured}/{business.required_count}"})
-    _evaluate_warnings(business, now)
+    businesses_changed([business.id], now)
     return Confirmation(business, job, pages, superseded, state)
-
-
-def _evaluate_warnings(business: Business, now: datetime) -> None:
-    """Let the capture-warning module re-evaluate the business, when it is installed."""
-    try:
-        from portal.warnings.services import evaluate_business
-    except (ImportError, AttributeError):
-        return
-    evaluate_business(business, now)
 
 
 # What the screen shows ---------------------------------------------------------------------------

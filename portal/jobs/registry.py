@@ -66,6 +66,16 @@ def warnings_evaluate(app: Flask) -> None:
     log.info("warnings evaluated: %s", evaluate_all_job(app))
 
 
+def stats_summaries(app: Flask) -> None:
+    """Refresh statistics summaries that lag behind their business (a safety net: captures and
+    syncs refresh them at once)."""
+    from portal.stats.summary import repair
+
+    repaired = repair()
+    if repaired:
+        log.info("capture summaries repaired: %d", repaired)
+
+
 def audit_verify(app: Flask) -> None:
     """Nightly verification of the whole audit chain (its result is itself audited)."""
     from portal.audit.services import run_verification
@@ -78,5 +88,6 @@ JOBS: list[Job] = [
     Job("registry_sync", registry_sync, registry_sync_interval),
     Job("audit_checkpoint", audit_checkpoint, 60),
     Job("warnings_evaluate", warnings_evaluate, 300),
+    Job("stats_summaries", stats_summaries, 600),
     Job("audit_verify", audit_verify, 24 * 3600),
 ]

@@ -27,6 +27,7 @@ from portal.dictionary.models import BusinessType, ChecklistItem, Requirement
 from portal.keys import key_provider
 from portal.org.models import Department
 from portal.protect import ID_NUMBER, PHONE, blind_index, normalize, protect
+from portal.registry.changes import businesses_changed
 from portal.registry.models import Business, CaptureState, QuarantinedRecord, SyncRun, SyncState
 from portal.registry.records import (
     SENSITIVE_FIELDS,
@@ -209,6 +210,7 @@ def apply_record(record: BusinessRecord, lookups: Lookups | None = None) -> tupl
     if type_changed:
         refresh_completeness(business)
     _auto_resolve([record.serial])
+    businesses_changed([business.id])
     return outcome, business
 
 
@@ -279,7 +281,15 @@ def apply_records(records: Iterable[BusinessRecord], lookups: Lookups | None = N
         result = _apply_one_by_one(unique, lookups)
     result.duplicates = duplicates
     _auto_resolve(result.applied_serials)
+    businesses_changed(_ids_of(result.applied_serials))
     return result
+
+
+def _ids_of(serials: Sequence[str]) -> list[int]:
+    ids: list[int] = []
+    for start in range(0, len(serials), IN_CHUNK):
+        ids.extend(db.session.scalars(select(Business.id).where(Business.serial.in_(serials[start:start + IN_CHUNK]))))
+    return ids
 
 
 def _apply_bulk(records: list[BusinessRecord], lookups: Lookups) -> BatchResult:

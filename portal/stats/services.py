@@ -1,7 +1,10 @@
 """Workload statistics (工作量统计) and the supervisor dashboard.
 
 Every figure is computed in SQL with GROUP BY over the businesses *accepted* in the period (the
-cohort), within the user's department subtree (`portal.scoping`) and the chosen department:
+cohort), within the user's department subtree (`portal.scoping`) and the chosen department. The
+tables read `CaptureSummary` — one narrow row per business kept in step by
+`portal.stats.summary` — so a year of a city is one scan of small rows, never the wide
+`business` table joined to eight million pages:
 
 - businesses: accepted in the period, withdrawn ones excluded;
 - captured: with at least one confirmed page; complete: every required material captured;
@@ -16,9 +19,8 @@ cohort), within the user's department subtree (`portal.scoping`) and the chosen 
 A business belongs to a window by its capture: the window of its first initial-capture page
 (lowest window id when several), so businesses never captured have no window.
 
-Days, weeks (Monday first) and months are the server's local calendar; inside SQL the offset of
-the local zone at the start of the range is used (China has no daylight-saving time).
-"""
+Days, weeks (Monday first) and months are the server's local calendar (`accepted_on`, see
+`portal.stats.summary`). The dashboard's figures for today read the live tables (indexed by time)."""
 
 from __future__ import annotations
 
@@ -47,16 +49,17 @@ from sqlalchemy.exc import OperationalError
 
 from portal.agents.models import Agent, AgentStatus
 from portal.auth.models import User
-from portal.capture.models import CapturedPage, CaptureKind, PageStatus, SupplementReason
+from portal.capture.models import CapturedPage, CaptureKind, SupplementReason
 from portal.db import db, utcnow
 from portal.dictionary.models import BusinessType, WarningTrigger
 from portal.org.models import Department, Window
-from portal.registry.models import Business, BusinessStatus, CaptureState
+from portal.registry.models import Business, BusinessStatus
 from portal.scoping import Scope, scope_for
+from portal.stats.models import CaptureSummary as Summary
+from portal.stats.summary import ARCHIVED_PAGE, dialect
 from portal.warnings.services import most_severe, open_counts_by_level
 
 AGENT_OFFLINE_SECONDS = 90
-ARCHIVED_PAGE = (PageStatus.CONFIRMED, PageStatus.SUPERSEDED)
 S = TypeVar("S", bound=Select[Any])
 TOTAL = "\x00total"  # the whole cohort in the percentile map (no group key looks like it)
 DEFAULT_TIMEOUT_MS = 25_000  # below the web workers' timeout: a clear message, never a timeout page
@@ -322,7 +325,7 @@ class StatsResult:
             items.append(("窗口", f"{self.window.department.name} {self.window.name}"))
         if self.business_type is not None:
             items.append(("业务类型", self.business_type.name))
-        items.append(("口径", "按受理时间统计业务；不含已退办业务；页数含已被替换的历史版本"))
+        items.append(("口径", "按受理时间统计业务；不含已退办业务；页数为当前有效页；补充采集页数含已被替换的历史版本"))
         return items
 
 
@@ -357,33 +360,19 @@ def percentile_cont(sorted_values: Sequence[float], q: float) -> float | None:
 # SQL building blocks ------------------------------------------------------------------------------
 
 
-def _dialect() -> str:
-    return db.session.get_bind().dialect.name
-
-
-def _seconds_between(later: Any, earlier: Any) -> ColumnElement[float]:
-    if _dialect() == "postgresql":
-        # date_part gives double precision (extract gives numeric, much slower to sort).
-        return func.date_part("epoch", later - earlier)
-    # julianday() is a double: ~50 µs of noise at today's dates, so round to milliseconds.
-    return func.round((func.julianday(later) - func.julianday(earlier)) * 86400.0, 3)
-
-
-def _period_key(column: Any, granularity: Granularity, offset_minutes: int) -> ColumnElement[str]:
-    """'YYYY-MM-DD' (day, and the Monday of a week) or 'YYYY-MM' in the local calendar."""
-    if _dialect() == "postgresql":
-        shifted = column + literal(timedelta(minutes=offset_minutes))
+def _period_key(day: Any, granularity: Granularity) -> ColumnElement[str]:
+    """'YYYY-MM-DD' (day, and the Monday of a week) or 'YYYY-MM' of a local calendar day."""
+    if dialect() == "postgresql":
         if granularity == Granularity.DAY:
-            return func.to_char(shifted, "YYYY-MM-DD")
+            return func.to_char(day, "YYYY-MM-DD")
         if granularity == Granularity.WEEK:
-            return func.to_char(func.date_trunc("week", shifted), "YYYY-MM-DD")
-        return func.to_char(shifted, "YYYY-MM")
-    modifier = f"{offset_minutes:+d} minutes"
+            return func.to_char(func.date_trunc("week", day), "YYYY-MM-DD")
+        return func.to_char(day, "YYYY-MM")
     if granularity == Granularity.DAY:
-        return func.strftime("%Y-%m-%d", column, modifier)
+        return func.strftime("%Y-%m-%d", day)
     if granularity == Granularity.WEEK:
-        return func.date(column, modifier, "weekday 0", "-6 days")
-    return func.strftime("%Y-%m", column, modifier)
+        return func.date(day, "weekday 0", "-6 days")
+    return func.strftime("%Y-%m", day)
 
 
 def period_keys(start: date, end: date, granularity: Granularity) -> list[str]:
@@ -407,81 +396,51 @@ def period_keys(start: date, end: date, granularity: Granularity) -> list[str]:
     return keys
 
 
-def _trigger_time() -> ColumnElement[datetime]:
-    return case(
-        (BusinessType.warning_trigger == WarningTrigger.FINISHED, Business.finished_at),
-        else_=Business.accepted_at,
-    )
-
-
 def _statement_timeout() -> None:
-    if _dialect() == "postgresql":
+    if dialect() == "postgresql":
         ms = int(current_app.config.get("STATS_STATEMENT_TIMEOUT_MS", DEFAULT_TIMEOUT_MS))
         db.session.execute(text(f"SET LOCAL statement_timeout = {ms}"))
 
 
 @dataclass
 class _Plan:
-    """The pieces of one statistics query. Every statement on businesses goes through `scoped`:
-    the user's scope (`portal.scoping`) and the chosen department's subtree."""
+    """The pieces of one statistics query over the cohort's summary rows (`CaptureSummary`).
+    Every statement goes through `select`: the user's scope (`portal.scoping`) and the chosen
+    department's subtree."""
 
     scope: Scope
     root: Department
-    start: datetime
     cohort: list[ColumnElement[bool]]
     key: ColumnElement[Any] | None = None
     extra: list[ColumnElement[Any]] = field(default_factory=list)
-    windows: Any = None  # per-business window of capture (subquery), only when asked about windows
-
-    def scoped(self, stmt: S) -> S:
-        stmt = self.scope.apply(stmt, Business.department_id)
-        return Scope(self.root.path).apply(stmt, Business.department_id)
 
     def select(self, *columns: Any) -> Select[Any]:
-        """SELECT columns FROM the cohort's businesses (with their type), scoped."""
-        stmt = select(*columns).select_from(Business).join(BusinessType, BusinessType.id == Business.business_type_id)
-        if self.windows is not None:
-            stmt = stmt.outerjoin(self.windows, self.windows.c.business_id == Business.id)
-        return self.scoped(stmt.where(*self.cohort))
+        """SELECT columns FROM the cohort's summary rows, scoped."""
+        stmt = select(*columns).select_from(Summary).where(*self.cohort)
+        stmt = self.scope.apply(stmt, Summary.department_id)
+        return Scope(self.root.path).apply(stmt, Summary.department_id)
 
 
 def _plan(scope: Scope, root: Department, query: StatsQuery, dimension: Dimension | None,
           granularity: Granularity) -> _Plan:
-    plan = _Plan(scope, root, query.start_at, [
-        Business.accepted_at >= query.start_at,
-        Business.accepted_at < query.end_at,
-        Business.status != BusinessStatus.WITHDRAWN,
+    plan = _Plan(scope, root, [
+        Summary.accepted_on >= query.start, Summary.accepted_on <= query.end, Summary.withdrawn.is_(False),
     ])
     if query.business_type_id:
-        plan.cohort.append(Business.business_type_id == query.business_type_id)
-    if dimension == Dimension.WINDOW or query.window_id:
-        # Only a window question reads the pages per business (bounded by the department chosen).
-        P = CapturedPage
-        plan.windows = (
-            select(
-                P.business_id.label("business_id"),
-                func.coalesce(
-                    func.min(case((P.kind == CaptureKind.INITIAL, P.window_id))), func.min(P.window_id)
-                ).label("window_id"),
-            )
-            .where(P.status.in_(ARCHIVED_PAGE), P.business_id.in_(plan.scoped(select(Business.id).where(*plan.cohort))))
-            .group_by(P.business_id)
-            .subquery("capture_window")
-        )
-        if query.window_id:
-            plan.cohort.append(plan.windows.c.window_id == query.window_id)
+        plan.cohort.append(Summary.business_type_id == query.business_type_id)
+    if query.window_id:
+        plan.cohort.append(Summary.window_id == query.window_id)
     if dimension == Dimension.DEPARTMENT:
         plan.key = _department_key(root)
     elif dimension == Dimension.WINDOW:
-        plan.key = plan.windows.c.window_id
+        plan.key = Summary.window_id
     elif dimension == Dimension.CLERK:
-        plan.key = Business.clerk_code
-        plan.extra = [func.max(Business.clerk_name).label("clerk_name")]
+        plan.key = Summary.clerk_code
+        plan.extra = [func.max(Summary.clerk_name).label("clerk_name")]
     elif dimension == Dimension.BUSINESS_TYPE:
-        plan.key = Business.business_type_id
+        plan.key = Summary.business_type_id
     elif dimension == Dimension.PERIOD:
-        offset = int((query.start_at.utcoffset() or timedelta()).total_seconds() // 60)
-        plan.key = _period_key(Business.accepted_at, granularity, offset)
+        plan.key = _period_key(Summary.accepted_on, granularity)
     return plan
 
 
@@ -497,33 +456,41 @@ def _department_key(root: Department) -> ColumnElement[int]:
     whens = []
     for child in _children(root):
         ids = select(Department.id).where(Department.path.startswith(child.path, autoescape=True))
-        whens.append((Business.department_id.in_(ids.scalar_subquery()), literal(child.id)))
+        whens.append((Summary.department_id.in_(ids.scalar_subquery()), literal(child.id)))
     if not whens:
         return literal(root.id)
     return case(*whens, else_=literal(root.id))
 
 
-def _delay() -> ColumnElement[float]:
-    return _seconds_between(Business.completed_at, Business.accepted_at)
+def _on_time() -> ColumnElement[int]:
+    """1 when complete within T1 (the reminder threshold of the type) after the trigger time
+    (accepted, or finished as configured; not yet finished counts as on time). The thresholds
+    come from the dictionary at query time, so changing them needs no recomputation."""
+    whens = []
+    for bt_id, trigger, reminder in db.session.execute(
+        select(BusinessType.id, BusinessType.warning_trigger, BusinessType.reminder_after_minutes)
+    ):
+        limit = reminder * 60
+        if WarningTrigger(trigger) == WarningTrigger.FINISHED:
+            within = or_(Summary.finished_delay_seconds.is_(None), Summary.finished_delay_seconds <= limit)
+        else:
+            within = Summary.delay_seconds <= limit
+        whens.append((and_(Summary.business_type_id == bt_id, within), 1))
+    if not whens:
+        return literal(0)
+    return case(*whens, else_=0)
 
 
 def _aggregate(plan: _Plan) -> Select[Any]:
-    """Business-level counts by group key, from the business table alone (its capture summary
-    columns): a full year of a city is one scan and a hash aggregate."""
-    complete = Business.capture_state == CaptureState.COMPLETE
-    trigger = _trigger_time()
-    on_time = case(
-        (and_(complete, or_(trigger.is_(None),
-                            _seconds_between(Business.completed_at, trigger)
-                            <= BusinessType.reminder_after_minutes * 60)), 1),
-        else_=0,
-    )
+    """Counts by group key: one pass over the cohort's narrow summary rows."""
+    S = Summary
     columns: list[Any] = [
-        func.count(Business.id).label("businesses"),
-        func.coalesce(func.sum(case((Business.page_count > 0, 1), else_=0)), 0).label("captured"),
-        func.coalesce(func.sum(case((complete, 1), else_=0)), 0).label("complete"),
-        func.coalesce(func.sum(Business.page_count), 0).label("pages"),
-        func.coalesce(func.sum(on_time), 0).label("on_time"),
+        func.count().label("businesses"),
+        func.coalesce(func.sum(case((S.pages > 0, 1), else_=0)), 0).label("captured"),
+        func.coalesce(func.sum(case((S.complete, 1), else_=0)), 0).label("complete"),
+        func.coalesce(func.sum(S.pages), 0).label("pages"),
+        func.coalesce(func.sum(case((S.complete, _on_time()), else_=0)), 0).label("on_time"),
+        func.coalesce(func.sum(case((S.supplemented, 1), else_=0)), 0).label("supplemented"),
     ]
     if plan.key is None:
         return plan.select(*columns)
@@ -534,11 +501,11 @@ def _percentiles(plan: _Plan) -> dict[Any, tuple[float | None, float | None]]:
     """Median and p90 capture delay per group key and for the whole cohort (`TOTAL`), over the
     complete businesses: PostgreSQL's percentile_cont (ROLLUP adds the total in the same sort),
     elsewhere the same interpolation in Python."""
-    if _dialect() != "postgresql":
+    if dialect() != "postgresql":
         return _python_percentiles(plan)
-    delay = _delay()
+    delay = Summary.delay_seconds
     percentiles = (func.percentile_cont(0.5).within_group(delay), func.percentile_cont(0.9).within_group(delay))
-    complete = Business.capture_state == CaptureState.COMPLETE
+    complete = Summary.complete.is_(True)
     if plan.key is None:
         median, p90 = db.session.execute(plan.select(*percentiles).where(complete)).one()
         return {TOTAL: (_float(median), _float(p90))}
@@ -555,8 +522,8 @@ def _python_percentiles(plan: _Plan) -> dict[Any, tuple[float | None, float | No
     interpolate exactly as PostgreSQL does. Keyed by group key (None is a key too: businesses
     without a window); `TOTAL` is the whole cohort."""
     key = plan.key if plan.key is not None else literal(None)
-    delay = _delay()
-    stmt = plan.select(key, delay).where(Business.capture_state == CaptureState.COMPLETE).order_by(delay)
+    delay = Summary.delay_seconds
+    stmt = plan.select(key, delay).where(Summary.complete.is_(True)).order_by(delay)
     groups: dict[Any, list[float]] = defaultdict(list)
     everything: list[float] = []
     for group, seconds in db.session.execute(stmt):
@@ -567,34 +534,26 @@ def _python_percentiles(plan: _Plan) -> dict[Any, tuple[float | None, float | No
     return result
 
 
-def _supplemental(plan: _Plan) -> tuple[dict[Any, int], list[ReasonRow]]:
-    """Businesses with a supplemental capture per group key, and supplemental pages by reason.
-
-    One pass over the supplemental pages of the cohort, fetched per (key, business, reason): a
-    set bounded by the number of supplemental captures."""
+def _reasons(plan: _Plan) -> list[ReasonRow]:
+    """Supplemental pages and businesses by reason over the cohort (archived pages, including
+    versions later superseded), through the partial index on supplemental pages."""
     P = CapturedPage
-    key = plan.key if plan.key is not None else literal(None)
-    stmt = plan.select(key, P.business_id, P.reason, func.count()).join(P, P.business_id == Business.id).where(
-        P.kind == CaptureKind.SUPPLEMENTAL, P.status.in_(ARCHIVED_PAGE),
-        # A page comes after its business (a day of margin for clocks): lets a short period use
-        # the captured_at index instead of reading every page.
-        P.captured_at >= plan.start - timedelta(days=1),
-    ).group_by(key, P.business_id, P.reason)
-    per_key: dict[Any, set[int]] = defaultdict(set)
-    reason_pages: dict[str, int] = defaultdict(int)
-    reason_businesses: dict[str, set[int]] = defaultdict(set)
-    for group, business_id, reason, pages in db.session.execute(stmt):
+    stmt = (
+        plan.select(P.reason, func.count(), func.count(distinct(P.business_id)))
+        .join(P, P.business_id == Summary.business_id)
+        .where(P.kind == CaptureKind.SUPPLEMENTAL, P.status.in_(ARCHIVED_PAGE))
+        .group_by(P.reason)
+    )
+    pages: dict[str, int] = {}
+    businesses: dict[str, int] = {}
+    for reason, n_pages, n_businesses in db.session.execute(stmt):
         code = reason.value if reason else ""
-        per_key[group].add(business_id)
-        reason_pages[code] += pages
-        reason_businesses[code].add(business_id)
-    reasons = [ReasonRow(r.value, r.label, reason_pages[r.value], len(reason_businesses[r.value]))
+        pages[code], businesses[code] = int(n_pages), int(n_businesses)
+    reasons = [ReasonRow(r.value, r.label, pages.get(r.value, 0), businesses.get(r.value, 0))
                for r in SupplementReason]
-    if reason_pages.get(""):
-        reasons.append(ReasonRow("", "未注明", reason_pages[""], len(reason_businesses[""])))
-    counts = {k: len(v) for k, v in per_key.items()}
-    counts[TOTAL] = len(set().union(*per_key.values())) if per_key else 0
-    return counts, reasons
+    if pages.get(""):
+        reasons.append(ReasonRow("", "未注明", pages[""], businesses[""]))
+    return reasons
 
 
 def _row_from(record: Any, key: Any, label: str) -> StatsRow:
@@ -602,6 +561,7 @@ def _row_from(record: Any, key: Any, label: str) -> StatsRow:
     return StatsRow(
         key=key, label=label, businesses=int(m["businesses"]), captured=int(m["captured"]),
         complete=int(m["complete"]), pages=int(m["pages"]), on_time=int(m["on_time"]),
+        supplemented=int(m["supplemented"]),
     )
 
 
@@ -649,18 +609,15 @@ def _workload(user: User, query: StatsQuery, scope: Scope, root: Department, win
     rows = _label_rows(query, root, window, by_key)
     # Every business of the cohort is in exactly one group: the total is their sum.
     total = StatsRow(key=None, label="合计")
-    for name in ("businesses", "captured", "complete", "pages", "on_time"):
+    for name in ("businesses", "captured", "complete", "pages", "on_time", "supplemented"):
         setattr(total, name, sum(int(r._mapping[name]) for r in by_key.values()))
     percentiles = _percentiles(plan)
     total.median_delay, total.p90_delay = percentiles.get(TOTAL, (None, None))
-    supplemented, reasons = _supplemental(plan)
-    total.supplemented = supplemented[TOTAL]
     for row in rows:
         row.median_delay, row.p90_delay = percentiles.get(row.key, (None, None))
-        row.supplemented = supplemented.get(row.key, 0)
     return StatsResult(
         query=query, root=root, window=window, rows=rows, total=total,
-        reasons=reasons, breadcrumbs=_breadcrumbs(user, query, root, window),
+        reasons=_reasons(plan), breadcrumbs=_breadcrumbs(user, query, root, window),
         business_type=db.session.get(BusinessType, query.business_type_id) if query.business_type_id else None,
     )
 

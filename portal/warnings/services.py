@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 EXCEPTION_ACTION = "warnings.exception_recorded"
 REASON_MIN, REASON_MAX = 4, 500
 PAGE_SIZE = 50
+CHUNK = 1000  # business ids per evaluation statement
 INCOMPLETE_STATES = (CaptureState.NONE, CaptureState.PARTIAL)
 
 
@@ -134,7 +135,9 @@ class EvaluationCounts:
         return dict(self.__dict__)
 
 
-def _run(now: datetime, business_id: int | None) -> EvaluationCounts:
+def _run(now: datetime, business_ids: Sequence[int] | None, settle_only: bool = False) -> EvaluationCounts:
+    """Evaluate the businesses (all when `business_ids` is None). `settle_only`: only step 1,
+    what a change of the businesses themselves decides (closing, moving)."""
     db.session.flush()
     counts = EvaluationCounts()
     rules = _type_rules()
@@ -142,7 +145,7 @@ def _run(now: datetime, business_id: int | None) -> EvaluationCounts:
     open_ = W.closed_at.is_(None)
 
     def for_business(stmt: Any) -> Any:
-        return stmt if business_id is None else stmt.where(Business.id == business_id)
+        return stmt if business_ids is None else stmt.where(Business.id.in_(business_ids))
 
     # One pass over the open warnings and their businesses: close what was withdrawn or captured,
     # follow a business that moved to another department or clerk.
@@ -171,7 +174,7 @@ def _run(now: datetime, business_id: int | None) -> EvaluationCounts:
             counts.closed_captured += 1
         else:
             counts.moved += 1
-    if not rules:
+    if settle_only or not rules:
         return counts
     level = _level_at(rules, now)
     raised = (
@@ -228,15 +231,31 @@ def evaluate_all(now: datetime | None = None) -> dict[str, int]:
 def evaluate_business(business: Business, now: datetime | None = None) -> CaptureWarning | None:
     """Evaluate one business now (after a capture completed or the business changed) and return
     its open warning, if any. Flushes, never commits."""
-    _run(now or utcnow(), business.id)
-    _expire_cached_warnings(business.id)
+    _run(now or utcnow(), [business.id])
+    _expire_cached_warnings({business.id})
     return open_warning(business.id)
 
 
-def _expire_cached_warnings(business_id: int | None) -> None:
+def settle_businesses(business_ids: Sequence[int], now: datetime | None = None) -> dict[str, int]:
+    """After a sync or capture changed these businesses: close the warnings of those now withdrawn
+    or captured and let the others follow a move to another department or clerk, at once.
+    Opening and raising stay with the time-driven evaluation (`evaluate_all`, the scheduler's
+    `warnings_evaluate`), which sees the same businesses within its interval."""
+    now = now or utcnow()
+    ids = sorted(set(business_ids))
+    total = EvaluationCounts()
+    for start in range(0, len(ids), CHUNK):
+        counts = _run(now, ids[start:start + CHUNK], settle_only=True)
+        for name, value in counts.as_dict().items():
+            setattr(total, name, getattr(total, name) + value)
+    _expire_cached_warnings(set(ids))
+    return total.as_dict()
+
+
+def _expire_cached_warnings(business_ids: set[int] | None) -> None:
     """The statements bypass the identity map: make loaded warnings reload."""
     for obj in list(db.session.identity_map.values()):
-        if isinstance(obj, CaptureWarning) and (business_id is None or obj.business_id == business_id):
+        if isinstance(obj, CaptureWarning) and (business_ids is None or obj.business_id in business_ids):
             db.session.expire(obj)
 
 

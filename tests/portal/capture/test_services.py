@@ -333,13 +333,28 @@ def test_confirm_appends_and_recomputes_completeness(business, clerk, agent) -> 
     assert entry.object_id == business.serial and '"state":"complete"' in entry.detail
 
 
-def test_confirm_asks_the_warning_module_to_re_evaluate(monkeypatch, business, clerk) -> None:
-    import portal.warnings.services as warnings
+def test_confirm_settles_the_warning_and_the_statistics_at_once(business, clerk) -> None:
+    from portal.stats.models import CaptureSummary
+    from portal.warnings.models import WarningClosure
+    from portal.warnings.services import evaluate_all, open_warning
+    from tests.portal.warnings.test_evaluation import set_rule
 
-    calls: list[tuple[int, object]] = []
-    monkeypatch.setattr(warnings, "evaluate_business", lambda b, now=None: calls.append((b.id, now)))
-    confirm(upload(business, clerk, "ID_PROOF", jpegs(1)), clerk)
-    assert len(calls) == 1 and calls[0][0] == business.id and calls[0][1] is not None
+    set_rule("LOCK")  # counted from acceptance
+    evaluate_all()  # accepted weeks ago, nothing captured: warned
+    warning = open_warning(business.id)
+    assert warning is not None
+    confirm(upload(business, clerk, "ID_PROOF", jpegs(2)), clerk)
+    summary = db.session.get(CaptureSummary, business.id)
+    assert (summary.pages, summary.complete, summary.window_id) == (2, False, clerk.window.id)
+    assert open_warning(business.id) is not None  # partial: still warned
+    confirm(upload(business, clerk, "LOCK_REQUEST", jpegs(1)), clerk)
+    db.session.expire_all()
+    assert open_warning(business.id) is None
+    assert db.session.get(type(warning), warning.id).closure == WarningClosure.CAPTURED
+    summary = db.session.get(CaptureSummary, business.id)
+    stored = db.session.get(Business, business.id)
+    assert (summary.pages, summary.complete, summary.business_version) == (3, True, stored.version)
+    assert summary.delay_seconds == pytest.approx((stored.completed_at - stored.accepted_at).total_seconds(), abs=0.01)
 
 
 # Supplemental capture: versions -------------------------------------------------------------------

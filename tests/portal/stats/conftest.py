@@ -13,6 +13,7 @@ from portal.capture.models import CaptureKind, PageStatus, SupplementReason
 from portal.db import db
 from portal.dictionary.models import BusinessType, WarningTrigger
 from portal.registry.models import BusinessStatus
+from portal.stats import summary
 from portal.stats.services import local_midnight
 from tests.portal.stats.helpers import add_page, capture, required_materials
 
@@ -124,6 +125,7 @@ def dataset(factory, org) -> Dataset:  # type: ignore[no-untyped-def]
         if s.name == "b1":
             add_page(b, materials[0], captured_at=s.accepted, status=PageStatus.DISCARDED, window_id=window_id)
         refresh_completeness(b)  # as the capture service does after every change
+    summary.refresh(s.business.id for s in specs)  # as captures and syncs do
     db.session.commit()
     return Dataset(specs, users, windows, offices)
 

@@ -6,10 +6,13 @@ import json
 import re
 from datetime import datetime, timedelta
 
+from sqlalchemy import delete
+
 from portal.agents.models import Agent, AgentStatus
 from portal.capture.models import PageStatus
 from portal.db import db, utcnow
 from portal.stats.services import dashboard, local_midnight, local_today
+from portal.warnings.models import CaptureWarning
 from portal.warnings.services import evaluate_all
 from tests.conftest import login
 from tests.portal.stats.helpers import add_page, capture, required_materials
@@ -40,6 +43,8 @@ def _today_data(factory, org, now: datetime):  # type: ignore[no-untyped-def]
     _agent(org.window_b, "kb", now - timedelta(minutes=5))
     _agent(org.window_c, "kc", None)
     _agent(org.window_a, "kr", None, status=AgentStatus.REVOKED)
+    # Creating the businesses evaluated them at the real time; this test's clock is `now`.
+    db.session.execute(delete(CaptureWarning))
     evaluate_all(now)
     db.session.commit()
     return done, partial, old
