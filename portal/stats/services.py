@@ -14,7 +14,8 @@ tables read `CaptureSummary` — one narrow row per business kept in step by
 - supplemented: businesses with at least one supplemental page (rate over captured businesses),
   and the supplemental pages by reason (confirmed, including versions later superseded);
 - capture delay: completed_at − accepted_at of complete businesses, median and p90 with linear
-  interpolation (PostgreSQL `percentile_cont`; on SQLite the same formula in Python).
+  interpolation (`percentile_cont`) from a histogram in display units (minutes under a day,
+  hours beyond): exact when a unit holds one distinct delay, else within that unit.
 
 A business belongs to a window by its capture: the window of its first initial-capture page
 (lowest window id when several), so businesses never captured have no window.
@@ -27,7 +28,7 @@ from __future__ import annotations
 import enum
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any, TypeVar
@@ -62,6 +63,7 @@ from portal.warnings.services import most_severe, open_counts_by_level
 AGENT_OFFLINE_SECONDS = 90
 S = TypeVar("S", bound=Select[Any])
 TOTAL = "\x00total"  # the whole cohort in the percentile map (no group key looks like it)
+DAY_SECONDS = 86_400
 DEFAULT_TIMEOUT_MS = 25_000  # below the web workers' timeout: a clear message, never a timeout page
 
 
@@ -82,12 +84,13 @@ class Dimension(enum.StrEnum):
     WINDOW = "window"
     CLERK = "clerk"
     BUSINESS_TYPE = "type"
+    DEPARTMENT_TYPE = "department_type"  # a row per department and business type
     PERIOD = "period"
 
     @property
     def label(self) -> str:
         return {"department": "部门", "window": "窗口", "clerk": "经办民警", "type": "业务类型",
-                "period": "时间"}[self.value]
+                "department_type": "部门×业务类型", "period": "时间"}[self.value]
 
 
 class Granularity(enum.StrEnum):
@@ -346,15 +349,46 @@ def format_rate(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f}%"
 
 
-def percentile_cont(sorted_values: Sequence[float], q: float) -> float | None:
-    """PostgreSQL's percentile_cont: linear interpolation between the closest ranks."""
-    if not sorted_values:
+@dataclass(frozen=True)
+class DelayBucket:
+    """Complete businesses whose capture delay falls in one display unit, and their mean delay."""
+
+    bucket: int
+    count: int
+    mean: float
+
+
+def bucket_percentile(buckets: Sequence[DelayBucket], q: float) -> float | None:
+    """percentile_cont (linear interpolation between the closest ranks) over the delays of
+    `buckets` (sorted by bucket), each delay taken as its bucket's mean: exact whenever a bucket
+    holds one distinct delay, otherwise within the bucket's width (one displayed unit)."""
+    total = sum(b.count for b in buckets)
+    if not total:
         return None
-    position = q * (len(sorted_values) - 1)
+    position = q * (total - 1)
     lower = math.floor(position)
-    upper = min(lower + 1, len(sorted_values) - 1)
-    fraction = position - lower
-    return float(sorted_values[lower] + (sorted_values[upper] - sorted_values[lower]) * fraction)
+
+    def value_at(rank: int) -> float:
+        seen = 0
+        for b in buckets:
+            seen += b.count
+            if rank < seen:
+                return b.mean
+        return buckets[-1].mean
+
+    low, high = value_at(lower), value_at(min(lower + 1, total - 1))
+    return low + (high - low) * (position - lower)
+
+
+def merge_buckets(groups: Iterable[Sequence[DelayBucket]]) -> list[DelayBucket]:
+    """The buckets of several groups as one (counts added, means weighted)."""
+    counts: dict[int, int] = defaultdict(int)
+    sums: dict[int, float] = defaultdict(float)
+    for group in groups:
+        for b in group:
+            counts[b.bucket] += b.count
+            sums[b.bucket] += b.mean * b.count
+    return [DelayBucket(k, counts[k], sums[k] / counts[k]) for k in sorted(counts)]
 
 
 # SQL building blocks ------------------------------------------------------------------------------
@@ -396,29 +430,45 @@ def period_keys(start: date, end: date, granularity: Granularity) -> list[str]:
     return keys
 
 
-def _statement_timeout() -> None:
+def _statement_settings() -> None:
+    """PostgreSQL: a time limit below the web workers' (a clear message, never a timeout page),
+    and no JIT compilation, which costs these sub-second scans more than it saves."""
     if dialect() == "postgresql":
         ms = int(current_app.config.get("STATS_STATEMENT_TIMEOUT_MS", DEFAULT_TIMEOUT_MS))
         db.session.execute(text(f"SET LOCAL statement_timeout = {ms}"))
+        db.session.execute(text("SET LOCAL jit = off"))
 
 
 @dataclass
 class _Plan:
     """The pieces of one statistics query over the cohort's summary rows (`CaptureSummary`).
-    Every statement goes through `select`: the user's scope (`portal.scoping`) and the chosen
-    department's subtree."""
+    Every statement goes through `select`, whose cohort holds the user's scope
+    (`portal.scoping`) narrowed to the chosen department's subtree."""
 
     scope: Scope
     root: Department
     cohort: list[ColumnElement[bool]]
     key: ColumnElement[Any] | None = None
     extra: list[ColumnElement[Any]] = field(default_factory=list)
+    # Maps the SQL key to the row it adds up into, when that is coarser (a department into the
+    # child of the root that holds it): grouping by the plain column is the cheapest scan, and
+    # counts and delay histograms add up.
+    fold: dict[Any, Any] | None = None
+    second: ColumnElement[Any] | None = None  # a second grouping column (department × type)
+
+    def group_columns(self) -> list[ColumnElement[Any]]:
+        if self.key is None:
+            return [literal(None)]
+        return [self.key] if self.second is None else [self.key, self.second]
+
+    def group_of(self, *keys: Any) -> Any:
+        """The row a result row of the SQL grouping adds into (a tuple with a second column)."""
+        first = keys[0] if self.fold is None else self.fold.get(keys[0], self.root.id)
+        return first if self.second is None else (first, *keys[1:])
 
     def select(self, *columns: Any) -> Select[Any]:
-        """SELECT columns FROM the cohort's summary rows, scoped."""
-        stmt = select(*columns).select_from(Summary).where(*self.cohort)
-        stmt = self.scope.apply(stmt, Summary.department_id)
-        return Scope(self.root.path).apply(stmt, Summary.department_id)
+        """SELECT columns FROM the cohort's summary rows (the scope is part of the cohort)."""
+        return select(*columns).select_from(Summary).where(*self.cohort)
 
 
 def _plan(scope: Scope, root: Department, query: StatsQuery, dimension: Dimension | None,
@@ -426,12 +476,17 @@ def _plan(scope: Scope, root: Department, query: StatsQuery, dimension: Dimensio
     plan = _Plan(scope, root, [
         Summary.accepted_on >= query.start, Summary.accepted_on <= query.end, Summary.withdrawn.is_(False),
     ])
+    departments = scope.resolved_condition(Summary.department_id, within=root.path)
+    if departments is not None:
+        plan.cohort.append(departments)
     if query.business_type_id:
         plan.cohort.append(Summary.business_type_id == query.business_type_id)
     if query.window_id:
         plan.cohort.append(Summary.window_id == query.window_id)
-    if dimension == Dimension.DEPARTMENT:
-        plan.key = _department_key(root)
+    if dimension in (Dimension.DEPARTMENT, Dimension.DEPARTMENT_TYPE):
+        plan.key, plan.fold = Summary.department_id, _department_fold(root)
+        if dimension == Dimension.DEPARTMENT_TYPE:
+            plan.second = Summary.business_type_id
     elif dimension == Dimension.WINDOW:
         plan.key = Summary.window_id
     elif dimension == Dimension.CLERK:
@@ -450,16 +505,18 @@ def _children(root: Department) -> list[Department]:
     ))
 
 
-def _department_key(root: Department) -> ColumnElement[int]:
-    """Each business rolls up into the child of `root` whose subtree holds its department;
-    businesses of `root` itself stay on `root`."""
-    whens = []
-    for child in _children(root):
-        ids = select(Department.id).where(Department.path.startswith(child.path, autoescape=True))
-        whens.append((Summary.department_id.in_(ids.scalar_subquery()), literal(child.id)))
-    if not whens:
-        return literal(root.id)
-    return case(*whens, else_=literal(root.id))
+def _department_fold(root: Department) -> dict[int, int]:
+    """Each department of the subtree rolls up into the child of `root` that holds it;
+    `root`'s own businesses stay on `root` (not in the map)."""
+    fold: dict[int, int] = {}
+    children = _children(root)
+    for department_id, path in db.session.execute(
+        select(Department.id, Department.path).where(Department.path.startswith(root.path, autoescape=True))
+    ):
+        for child in children:
+            if path.startswith(child.path):
+                fold[department_id] = child.id
+    return fold
 
 
 def _on_time() -> ColumnElement[int]:
@@ -492,45 +549,58 @@ def _aggregate(plan: _Plan) -> Select[Any]:
         func.coalesce(func.sum(case((S.complete, _on_time()), else_=0)), 0).label("on_time"),
         func.coalesce(func.sum(case((S.supplemented, 1), else_=0)), 0).label("supplemented"),
     ]
-    if plan.key is None:
-        return plan.select(*columns)
-    return plan.select(plan.key.label("key"), *columns, *plan.extra).group_by(plan.key)
+    groups = plan.group_columns()
+    keys = [column.label(f"key{n}") for n, column in enumerate(groups)]
+    return plan.select(*keys, *columns, *plan.extra).group_by(*groups)
+
+
+def _delay_bucket() -> ColumnElement[float]:
+    """The display unit of a capture delay (`format_duration`): its minute under a day, its
+    hour beyond (1440 + hours past the first day)."""
+    delay = Summary.delay_seconds
+    return case(
+        # Multiplying by a float keeps the arithmetic in doubles (a division would be NUMERIC).
+        (delay < DAY_SECONDS, func.floor(delay * (1 / 60))),
+        else_=1440 + func.floor((delay - DAY_SECONDS) * (1 / 3600)),
+    )
+
+
+COUNTS = ("businesses", "captured", "complete", "pages", "on_time", "supplemented")
+
+
+def _counts(plan: _Plan) -> dict[Any, dict[str, Any]]:
+    """The aggregate's rows by group key (folded, see `_Plan.fold`)."""
+    groups: dict[Any, dict[str, Any]] = {}
+    for record in db.session.execute(_aggregate(plan)):
+        values = dict(record._mapping)
+        group = plan.group_of(*(values.pop(f"key{n}") for n in range(len(plan.group_columns()))))
+        if group in groups:
+            for name in COUNTS:
+                groups[group][name] += int(values[name])
+        else:
+            groups[group] = values | {name: int(values[name]) for name in COUNTS}
+    return groups
 
 
 def _percentiles(plan: _Plan) -> dict[Any, tuple[float | None, float | None]]:
-    """Median and p90 capture delay per group key and for the whole cohort (`TOTAL`), over the
-    complete businesses: PostgreSQL's percentile_cont (ROLLUP adds the total in the same sort),
-    elsewhere the same interpolation in Python."""
-    if dialect() != "postgresql":
-        return _python_percentiles(plan)
-    delay = Summary.delay_seconds
-    percentiles = (func.percentile_cont(0.5).within_group(delay), func.percentile_cont(0.9).within_group(delay))
-    complete = Summary.complete.is_(True)
-    if plan.key is None:
-        median, p90 = db.session.execute(plan.select(*percentiles).where(complete)).one()
-        return {TOTAL: (_float(median), _float(p90))}
-    stmt = plan.select(plan.key, func.grouping(plan.key), *percentiles).where(complete).group_by(
-        func.rollup(plan.key))
-    return {
-        (TOTAL if is_total else group): (_float(median), _float(p90))
-        for group, is_total, median, p90 in db.session.execute(stmt)
-    }
-
-
-def _python_percentiles(plan: _Plan) -> dict[Any, tuple[float | None, float | None]]:
-    """SQLite has no percentile_cont: fetch the delays of complete businesses (sorted) and
-    interpolate exactly as PostgreSQL does. Keyed by group key (None is a key too: businesses
-    without a window); `TOTAL` is the whole cohort."""
-    key = plan.key if plan.key is not None else literal(None)
-    delay = Summary.delay_seconds
-    stmt = plan.select(key, delay).where(Summary.complete.is_(True)).order_by(delay)
-    groups: dict[Any, list[float]] = defaultdict(list)
-    everything: list[float] = []
-    for group, seconds in db.session.execute(stmt):
-        groups[group].append(float(seconds))
-        everything.append(float(seconds))
-    result = {k: (percentile_cont(v, 0.5), percentile_cont(v, 0.9)) for k, v in groups.items()}
-    result[TOTAL] = (percentile_cont(everything, 0.5), percentile_cont(everything, 0.9))
+    """Median and p90 capture delay of the complete businesses per group key and for the whole
+    cohort (`TOTAL`). The database returns a histogram — per key and display unit, the count
+    and mean delay (a hash aggregate, no sort of every delay) — and the percentiles are
+    interpolated from it (`bucket_percentile`): exact when a unit holds one distinct delay,
+    otherwise off by less than the unit shown."""
+    keys = plan.group_columns()
+    bucket = _delay_bucket()
+    stmt = plan.select(*keys, bucket, func.count(), func.avg(Summary.delay_seconds)).where(
+        Summary.complete.is_(True)).group_by(*keys, bucket)
+    groups: dict[Any, list[DelayBucket]] = defaultdict(list)
+    for *group, unit, count, mean in db.session.execute(stmt):
+        groups[plan.group_of(*group)].append(DelayBucket(int(unit), int(count), float(mean)))
+    result: dict[Any, tuple[float | None, float | None]] = {}
+    for group, found in groups.items():
+        buckets = merge_buckets([found])
+        result[group] = (bucket_percentile(buckets, 0.5), bucket_percentile(buckets, 0.9))
+    everything = merge_buckets(groups.values())
+    result[TOTAL] = (bucket_percentile(everything, 0.5), bucket_percentile(everything, 0.9))
     return result
 
 
@@ -541,7 +611,7 @@ def _reasons(plan: _Plan) -> list[ReasonRow]:
     stmt = (
         plan.select(P.reason, func.count(), func.count(distinct(P.business_id)))
         .join(P, P.business_id == Summary.business_id)
-        .where(P.kind == CaptureKind.SUPPLEMENTAL, P.status.in_(ARCHIVED_PAGE))
+        .where(Summary.supplemented.is_(True), P.kind == CaptureKind.SUPPLEMENTAL, P.status.in_(ARCHIVED_PAGE))
         .group_by(P.reason)
     )
     pages: dict[str, int] = {}
@@ -556,17 +626,8 @@ def _reasons(plan: _Plan) -> list[ReasonRow]:
     return reasons
 
 
-def _row_from(record: Any, key: Any, label: str) -> StatsRow:
-    m = record._mapping
-    return StatsRow(
-        key=key, label=label, businesses=int(m["businesses"]), captured=int(m["captured"]),
-        complete=int(m["complete"]), pages=int(m["pages"]), on_time=int(m["on_time"]),
-        supplemented=int(m["supplemented"]),
-    )
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
+def _row_from(values: dict[str, Any], key: Any, label: str) -> StatsRow:
+    return StatsRow(key=key, label=label, **{name: values[name] for name in COUNTS})
 
 
 # The statistics table ------------------------------------------------------------------------------
@@ -593,7 +654,7 @@ def workload(user: User, query: StatsQuery) -> StatsResult:
     if query.errors:
         raise StatsError("；".join(query.errors))
     scope, root, window = resolve_root(user, query)
-    _statement_timeout()
+    _statement_settings()
     try:
         return _workload(user, query, scope, root, window)
     except OperationalError as exc:
@@ -605,12 +666,12 @@ def workload(user: User, query: StatsQuery) -> StatsResult:
 
 def _workload(user: User, query: StatsQuery, scope: Scope, root: Department, window: Window | None) -> StatsResult:
     plan = _plan(scope, root, query, query.dimension, query.granularity)
-    by_key: dict[Any, Any] = {record._mapping["key"]: record for record in db.session.execute(_aggregate(plan))}
+    by_key = _counts(plan)
     rows = _label_rows(query, root, window, by_key)
     # Every business of the cohort is in exactly one group: the total is their sum.
     total = StatsRow(key=None, label="合计")
-    for name in ("businesses", "captured", "complete", "pages", "on_time", "supplemented"):
-        setattr(total, name, sum(int(r._mapping[name]) for r in by_key.values()))
+    for name in COUNTS:
+        setattr(total, name, sum(values[name] for values in by_key.values()))
     percentiles = _percentiles(plan)
     total.median_delay, total.p90_delay = percentiles.get(TOTAL, (None, None))
     for row in rows:
@@ -623,7 +684,7 @@ def _workload(user: User, query: StatsQuery, scope: Scope, root: Department, win
 
 
 def _label_rows(query: StatsQuery, root: Department, window: Window | None,
-                by_key: dict[Any, Any]) -> list[StatsRow]:
+                by_key: dict[Any, dict[str, Any]]) -> list[StatsRow]:
     def build(key: Any, label: str, drill: dict[str, Any] | None = None, keep_empty: bool = False) -> StatsRow | None:
         record = by_key.get(key)
         if record is None:
@@ -641,6 +702,15 @@ def _label_rows(query: StatsQuery, root: Department, window: Window | None,
                                   window=None)
             rows.append(build(child.id, child.name, drill, keep_empty=child.active))
         rows.append(build(root.id, f"{root.name}（本级）"))
+    elif dimension == Dimension.DEPARTMENT_TYPE:
+        parents = set(db.session.scalars(select(Department.parent_id).where(Department.parent_id.is_not(None))))
+        types = business_types()
+        for department, own in [(child, False) for child in _children(root)] + [(root, True)]:
+            name = f"{department.name}（本级）" if own else department.name
+            by = "department" if department.id in parents else "window"
+            for bt in types:
+                drill = None if own else query.as_args(by=by, department=department.id, window=None, type=bt.id)
+                rows.append(build((department.id, bt.id), f"{name} · {bt.name}", drill))
     elif dimension == Dimension.WINDOW:
         windows = db.session.scalars(
             Scope(root.path).apply(select(Window), Window.department_id).order_by(Window.department_id, Window.code)
@@ -654,9 +724,9 @@ def _label_rows(query: StatsQuery, root: Department, window: Window | None,
         names = dict(db.session.execute(
             select(User.registry_clerk_code, User.full_name).where(User.registry_clerk_code.in_(codes))
         ).all()) if codes else {}
-        ordered = sorted(by_key, key=lambda k: (-int(by_key[k]._mapping["businesses"]), k or ""))
+        ordered = sorted(by_key, key=lambda k: (-by_key[k]["businesses"], k or ""))
         for code in ordered:
-            label = names.get(code) or by_key[code]._mapping["clerk_name"] or code or "（未记录经办人）"
+            label = names.get(code) or by_key[code]["clerk_name"] or code or "（未记录经办人）"
             if code and label != code:
                 label = f"{label}（{code}）"
             rows.append(build(code, label))
@@ -771,8 +841,7 @@ def _trend(user: User, today: date) -> list[StatsRow]:
                        dimension=Dimension.PERIOD, granularity=Granularity.DAY)
     scope, root, window = resolve_root(user, query)
     plan = _plan(scope, root, query, Dimension.PERIOD, Granularity.DAY)
-    by_key = {r._mapping["key"]: r for r in db.session.execute(_aggregate(plan)).all()}
-    return _label_rows(query, root, window, by_key)
+    return _label_rows(query, root, window, _counts(plan))
 
 
 def business_types() -> list[BusinessType]:

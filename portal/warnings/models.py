@@ -45,6 +45,11 @@ class CaptureWarning(Base):
     __table_args__ = (
         Index("ix_capture_warning_open_department", "closed_at", "department_id", "level"),
         Index("ix_capture_warning_business", "business_id", "closed_at"),
+        # The dashboard and the lists show open warnings most severe first: read in index order.
+        Index(
+            "ix_capture_warning_open_severity", text("level DESC"), "due_since", "id",
+            postgresql_where=text("closed_at IS NULL"), sqlite_where=text("closed_at IS NULL"),
+        ),
         Index(
             "uq_capture_warning_open_business", "business_id", unique=True,
             postgresql_where=text("closed_at IS NULL"), sqlite_where=text("closed_at IS NULL"),

@@ -15,6 +15,7 @@ from portal.stats.services import (
     Granularity,
     StatsError,
     StatsQuery,
+    business_types,
     local_midnight,
     period_keys,
     workload,
@@ -136,6 +137,22 @@ def test_business_types_and_reasons(dataset: Dataset, factory, org) -> None:
     reasons = {r.reason: (r.pages, r.businesses) for r in result.reasons}
     assert reasons["poor_quality"] == (1, 1) and reasons["missing_page"] == (1, 1)
     assert reasons["wrong_page"] == (0, 0)
+
+
+def test_department_by_business_type(dataset: Dataset, factory, org) -> None:
+    supervisor = factory.user("supervisor", org.det1)
+    result = workload(supervisor, nov(dimension=Dimension.DEPARTMENT_TYPE))
+    by_key = {r.key: r for r in result.rows}
+    pairs = {(s.office, s.type_code) for s in dataset.specs if s.office in {"a", "b"}}
+    types = {bt.code: bt.id for bt in business_types()}
+    for office, code in pairs:
+        row = by_key[(dataset.offices[office].id, types[code])]
+        assert close(actual(row), expect(dataset.specs, {office}, type_code=code)), (office, code)
+        assert row.label == f"{dataset.offices[office].name} · {row.label.split(' · ')[1]}"
+        assert row.drill == {"range": "custom", "by": "window", "start": "2026-11-01", "end": "2026-11-30",
+                             "department": dataset.offices[office].id, "type": types[code]}
+    assert all(r.businesses for r in result.rows)  # empty pairs are left out
+    assert close(actual(result.total), expect(dataset.specs, {"a", "b"}))
 
 
 def test_business_type_filter(dataset: Dataset, factory, org) -> None:
