@@ -67,21 +67,6 @@ class NotFound(Exception):
     """No such business or page within the user's scope (indistinguishable from not existing)."""
 
 
-@dataclass(frozen=True)
-class PendingAudit:
-    """An audit entry the view appends as the last step of the request, after rendering.
-
-    Appending takes the audit chain's head-row lock until the request commits, and every
-    lookup is audited: taken last, the lock is held for the append and the commit only, not
-    while a page renders (under load, lookups otherwise queue behind each other's rendering)."""
-
-    action: str
-    fields: Mapping[str, Any]
-
-    def record(self) -> None:
-        record(self.action, **self.fields)
-
-
 # Lookup -----------------------------------------------------------------------------------------
 
 # Control and invisible format characters: PostgreSQL rejects NUL in text, the others only hide
@@ -231,7 +216,6 @@ class SearchResult:
     page: int
     pages: int
     page_size: int
-    audit: PendingAudit  # `archive.searched`: the caller records it last
 
     @property
     def first(self) -> int:
@@ -275,8 +259,8 @@ def _variants(value: str) -> list[str]:
 
 
 def search(scope: Scope, criteria: SearchCriteria, actor: Actor, *, page_size: int = PAGE_SIZE) -> SearchResult:
-    """Run a lookup within `scope`. The caller checked `criteria.errors`, and records
-    `result.audit` (the `archive.searched` entry) as the last step of the request."""
+    """Run a lookup within `scope` and audit it (`archive.searched`). The caller checked
+    `criteria.errors`."""
     department = None
     if criteria.department_id:
         department = db.session.get(Department, criteria.department_id)
@@ -301,12 +285,12 @@ def search(scope: Scope, criteria: SearchCriteria, actor: Actor, *, page_size: i
     page = min(criteria.page, pages)
     if items is None:
         items = list(db.session.scalars(ordered.offset((page - 1) * page_size).limit(page_size)))
-    audit = PendingAudit(SEARCHED_ACTION, {
-        "actor": actor, "object_type": "business", "reason": criteria.reason if scope.everywhere else "",
-        "detail": {**criteria.audit_detail(), "page": page, "cross": scope.everywhere,
-                   "cross_requested": criteria.cross, "count": shown, "capped": capped},
-    })
-    return SearchResult(items, shown, capped, page, pages, page_size, audit)
+    record(
+        SEARCHED_ACTION, actor=actor, object_type="business", reason=criteria.reason if scope.everywhere else "",
+        detail={**criteria.audit_detail(), "page": page, "cross": scope.everywhere,
+                "cross_requested": criteria.cross, "count": shown, "capped": capped},
+    )
+    return SearchResult(items, shown, capped, page, pages, page_size)
 
 
 def _bounded_count(stmt: Select[Any]) -> int:
@@ -561,37 +545,38 @@ def read_view_token(
 def page_views(
     actor: Actor, user_id: int, business: Business, page_ids: list[int], *, view: Literal["thumbnails", "viewer"],
     cross: bool, reason: str,
-) -> tuple[ViewGrant, PendingAudit]:
-    """The grant that lets the image requests of a page load go without an entry each, and the
-    one `archive.page_viewed` entry for the pages it makes visible (recorded last by the view)."""
+) -> ViewGrant:
+    """Record the one `archive.page_viewed` entry for the pages a page load makes visible, and
+    return the grant that lets the image requests of that page load go without an entry each."""
     grant = ViewGrant(user_id, business.id, cross, secrets.token_hex(6))
-    return grant, PendingAudit(PAGE_VIEWED_ACTION, {
-        "actor": actor, "object_type": "business", "object_id": str(business.id),
-        "reason": reason if cross else "",
-        "detail": {"serial": business.serial, "view": view, "pages": page_ids, "session": grant.session,
-                   "cross": cross},
-    })
+    record(
+        PAGE_VIEWED_ACTION, actor=actor, object_type="business", object_id=str(business.id),
+        reason=reason if cross else "",
+        detail={"serial": business.serial, "view": view, "pages": page_ids, "session": grant.session,
+                "cross": cross},
+    )
+    return grant
 
 
-def single_page_view(actor: Actor, page: CapturedPage, business: Business, kind: str, *,
-                     cross: bool, reason: str) -> PendingAudit:
+def record_single_page_view(actor: Actor, page: CapturedPage, business: Business, kind: str, *,
+                            cross: bool, reason: str) -> None:
     """An image request outside a viewer session (no or an expired token): its own entry."""
-    return PendingAudit(PAGE_VIEWED_ACTION, {
-        "actor": actor, "object_type": "business", "object_id": str(business.id),
-        "reason": reason if cross else "",
-        "detail": {"serial": business.serial, "view": "direct", "pages": [page.id], "kind": kind, "cross": cross},
-    })
+    record(
+        PAGE_VIEWED_ACTION, actor=actor, object_type="business", object_id=str(business.id),
+        reason=reason if cross else "",
+        detail={"serial": business.serial, "view": "direct", "pages": [page.id], "kind": kind, "cross": cross},
+    )
 
 
 def viewable_page(
     user: User, page_id: int, *, token: str, secret: str | bytes, cross: bool, reason: str, actor: Actor, kind: str
-) -> tuple[CapturedPage, Business, PendingAudit | None]:
-    """An archived page the user may see, its business, and the audit entry of this view.
+) -> tuple[CapturedPage, Business]:
+    """An archived page the user may see and its business; the view is audited.
 
     A valid view token (from the viewer or business page that showed this business to this
-    user) carries that page load's scope and audit entry (no new entry: None); without one the
+    user) carries that page load's scope and audit entry (no new entry); without one the
     request needs the usual scope (`cross` with a reason for another department) and gets its
-    own entry, which the view records after rendering the image. A refusal is audited at once."""
+    own entry. A refusal is audited too."""
     page = db.session.get(CapturedPage, page_id)
     if page is None or page.status not in ARCHIVE_STATUSES:
         raise NotFound(page_id)
@@ -605,6 +590,6 @@ def viewable_page(
         record(PAGE_VIEWED_ACTION, actor=actor, outcome="denied", object_type="captured_page",
                object_id=str(page_id), detail={"why": "not in scope"})
         raise
-    audit = None if grant is not None else single_page_view(actor, page, business, kind, cross=scope.everywhere,
-                                                            reason=reason)
-    return page, business, audit
+    if grant is None:
+        record_single_page_view(actor, page, business, kind, cross=scope.everywhere, reason=reason)
+    return page, business

@@ -89,8 +89,6 @@ def search() -> tuple[str, int]:
     else:
         options = services.search_options(scope_for(user), may_cross)
         html = render_template("archive/search.html", options=options, **context)
-    if result is not None:
-        result.audit.record()  # last: see services.PendingAudit
     return html, status
 
 
@@ -101,31 +99,27 @@ def business(business_id: int) -> str:
     cross, reason = _cross(request.args)
     item = _business_or_404(user, business_id, cross, services.VIEWED_ACTION)
     everywhere = scope_for(user, cross_department=cross).everywhere
-    html = _render_business(user, item, everywhere, reason)
     record(services.VIEWED_ACTION, actor=current_actor(), object_type="business", object_id=str(item.id),
            reason=reason if everywhere else "", detail={"serial": item.serial, "cross": everywhere})
-    return html
+    return _render_business(user, item, everywhere, reason)
 
 
 def _render_business(user: User, item: Business, everywhere: bool, reason: str,
                      revealed: dict[str, str] | None = None) -> str:
-    """The business page; its thumbnails' `archive.page_viewed` entry is recorded after rendering."""
+    """The business page; its thumbnails get one `archive.page_viewed` entry."""
     archive = services.business_archive(item)
     current = services.current_pages(archive)
-    token, audit = "", None
+    token = ""
     if user.can(Permission.VIEW_PAGES) and current:
-        grant, audit = services.page_views(
+        grant = services.page_views(
             current_actor(), user.id, item, [row.page.id for row in current], view="thumbnails",
             cross=everywhere, reason=reason,
         )
         token = services.issue_view_token(current_app.secret_key, grant)
-    html = render_template(
+    return render_template(
         "archive/business.html", business=item, checklist=checklist_status(item), archive=archive,
         current=current, token=token, xargs=_xargs(everywhere, reason), revealed=revealed or {},
     )
-    if audit is not None:
-        audit.record()
-    return html
 
 
 @bp.route("/business/<int:business_id>/reveal/<kind>", methods=["POST"])
@@ -157,25 +151,22 @@ def viewer(business_id: int) -> str:
     everywhere = scope_for(user, cross_department=cross).everywhere
     archive = services.business_archive(item)
     current = services.current_pages(archive)
-    token, audit = "", None
+    token = ""
     if current:
         shown = [row.page.id for m in archive for row in m.history]
-        grant, audit = services.page_views(current_actor(), user.id, item, shown, view="viewer",
-                                           cross=everywhere, reason=reason)
+        grant = services.page_views(current_actor(), user.id, item, shown, view="viewer",
+                                    cross=everywhere, reason=reason)
         token = services.issue_view_token(current_app.secret_key, grant)
     wanted = request.args.get("page", type=int)
     index = next((i for i, row in enumerate(current) if row.page.id == wanted), 0)
     compare_id = request.args.get("compare", type=int)
     versions = {row.page.id: row for m in archive for row in m.history}
     compare = versions.get(compare_id) if compare_id else None
-    html = render_template(
+    return render_template(
         "archive/viewer.html", business=item, archive=archive, current=current, index=index,
         compare=compare, token=token, xargs=_xargs(everywhere, reason),
         items=[_viewer_item(row, token) for row in current],
     )
-    if audit is not None:
-        audit.record()
-    return html
 
 
 def _version_label(row: services.PageRow) -> str:
@@ -205,15 +196,13 @@ def page_image(page_id: int) -> Response:
     cross, reason = _cross(request.args)
     actor = current_actor()
     try:
-        page, item, audit = services.viewable_page(
+        page, item = services.viewable_page(
             user, page_id, token=request.args.get("t", ""), secret=current_app.secret_key, cross=cross,
             reason=reason, actor=actor, kind=kind,
         )
     except services.NotFound:
         abort(404)
     data, intact = services.page_image_or_placeholder(page, item, kind, _watermark(user), actor)  # type: ignore[arg-type]
-    if audit is not None:
-        audit.record()
     response = Response(data, mimetype="image/jpeg")
     response.headers["Cache-Control"] = "private, no-store"
     response.headers["X-Portal-Integrity"] = "ok" if intact else "failed"

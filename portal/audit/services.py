@@ -1,10 +1,13 @@
 """Appending to, checkpointing, verifying and searching the tamper-evident audit log.
 
-Every entry stores SM3(previous hash ‖ canonical entry). Appends are serialised by updating the
-single `audit_head` row first: the UPDATE takes the row lock on PostgreSQL and the write lock on
-SQLite, so two writers can never fork the chain.
+Every entry stores SM3(previous hash ‖ canonical entry). `record` queues an entry on the current
+transaction; right before the transaction commits (a `before_commit` session event) all its
+queued entries are appended at once. Appends are serialised by updating the single `audit_head`
+row first: the UPDATE takes the row lock on PostgreSQL and the write lock on SQLite, so two
+writers can never fork the chain, and the lock is held only for the append and the commit.
+`write_pending()` appends earlier, for code that reads its own entries back before committing.
 
-Every `audit_checkpoint_every` entries (inside `record`) and every `audit_checkpoint_minutes`
+Every `audit_checkpoint_every` entries (while appending) and every `audit_checkpoint_minutes`
 (`checkpoint_if_due`, called by the scheduler) the head (seq, hash, time) is signed with the
 portal's SM2 key into an `AuditCheckpoint`. Checkpoints can be exported off the host; with them
 `verify_chain` detects a rewritten or truncated chain even when the `audit_head` row was rewritten
@@ -14,6 +17,7 @@ along with it.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,7 +25,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from flask import current_app
-from sqlalchemy import Row, bindparam, exists, func, select, update
+from sqlalchemy import BigInteger, Row, bindparam, event, exists, func, select, update
+from sqlalchemy.orm import Session, SessionTransaction
 
 from gmcrypto.envelope import (
     canonical,
@@ -41,6 +46,8 @@ CHECKPOINT_PURPOSE = "audit-checkpoint"
 VERIFIED_ACTION = "audit.verified"
 SEARCHED_ACTION = "audit.searched"
 OUTCOMES = ("success", "denied", "failure")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -118,25 +125,21 @@ def chain_hash(prev_hash: str, entry: _EntryFields) -> str:
     return sm3_hex(bytes.fromhex(prev_hash) + canonical(entry_payload(entry)))
 
 
-def _dialect_name() -> str:
-    return db.session.get_bind().dialect.name
-
-
-def _create_head_row() -> None:
+def _create_head_row(session: Session) -> None:
     """Insert the single head row; tolerate a concurrent first writer doing the same."""
     values = {"id": 1, "seq": 0, "head_hash": GENESIS_HASH, "updated_at": utcnow()}
-    name = _dialect_name()
+    name = session.get_bind().dialect.name
     if name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        db.session.execute(pg_insert(AuditHead).values(**values).on_conflict_do_nothing())
+        session.execute(pg_insert(AuditHead).values(**values).on_conflict_do_nothing())
     elif name == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        db.session.execute(sqlite_insert(AuditHead).values(**values).on_conflict_do_nothing())
+        session.execute(sqlite_insert(AuditHead).values(**values).on_conflict_do_nothing())
     else:
-        db.session.add(AuditHead(**values))
-        db.session.flush()
+        session.add(AuditHead(**values))
+        session.flush()
 
 
 # Appends use Core statements on the tables: the ORM's bulk-update and unit-of-work machinery
@@ -148,7 +151,7 @@ _HEAD = AuditHead.__table__
 _CLAIM = (
     update(_HEAD)
     .where(_HEAD.c.id == 1)
-    .values(seq=_HEAD.c.seq + 1)
+    .values(seq=_HEAD.c.seq + bindparam("claimed", type_=BigInteger))
     .returning(_HEAD.c.seq, _HEAD.c.head_hash)
 )
 _SET_HEAD = (
@@ -159,17 +162,137 @@ _SET_HEAD = (
 _INSERT_ENTRY = _ENTRY.insert()
 
 
-def _claim_next_seq() -> tuple[int, str]:
-    row = db.session.execute(_CLAIM).first()
+def _claim_seqs(session: Session, count: int) -> tuple[int, str]:
+    """Lock the head and move it `count` entries on; return (first claimed seq, hash before it)."""
+    row = session.execute(_CLAIM, {"claimed": count}).first()
     if row is None:
-        _create_head_row()
-        row = db.session.execute(_CLAIM).first()
+        _create_head_row(session)
+        row = session.execute(_CLAIM, {"claimed": count}).first()
     assert row is not None
-    return int(row[0]), str(row[1])
+    return int(row[0]) - count + 1, str(row[1])
 
 
 def _settings() -> Any:
     return current_app.config["SETTINGS"]
+
+
+# The transaction's queue -------------------------------------------------------------------------
+#
+# `record` only queues the entry on the session's current transaction; the session events below
+# append the whole queue in one go right before the transaction commits, so the head lock is held
+# for that append and the commit, not for the rest of the request. Entries of a transaction that
+# rolls back are dropped; so are the entries queued inside a savepoint that rolls back (and any
+# entry written inside it goes back to the queue, as the database forgot it).
+
+_LOG_KEY = "portal.audit.log"
+
+
+class AuditWriteError(RuntimeError):
+    """Appending the transaction's entries failed: it must be rolled back, never committed."""
+
+
+@dataclass
+class _TransactionLog:
+    """The entries recorded in one transaction, in order; the first `written` are in the chain."""
+
+    entries: list[AuditEntry] = field(default_factory=list)
+    written: int = 0
+    # Open savepoints → (len(entries), written) when each began: restored when it rolls back.
+    savepoints: dict[SessionTransaction, tuple[int, int]] = field(default_factory=dict)
+    failed: bool = False  # an append broke off half-way: the transaction may not commit
+
+
+def _log_of(session: Session) -> _TransactionLog:
+    log = session.info.get(_LOG_KEY)
+    if log is None:
+        log = session.info[_LOG_KEY] = _TransactionLog()
+    return log
+
+
+def _write(session: Session, log: _TransactionLog) -> list[AuditEntry]:
+    """Append the queued entries: one head lock, consecutive seqs, one multi-row INSERT."""
+    if log.failed:
+        raise AuditWriteError("an earlier audit append of this transaction failed; roll it back")
+    batch = log.entries[log.written:]
+    if not batch:
+        return []
+    log.failed = True  # until the append is complete
+    seq, prev_hash = _claim_seqs(session, len(batch))
+    rows = []
+    for entry in batch:
+        entry.seq, entry.prev_hash = seq, prev_hash
+        entry.entry_hash = prev_hash = chain_hash(prev_hash, entry)
+        rows.append({c.name: getattr(entry, c.name) for c in _ENTRY.columns})
+        seq += 1
+    session.execute(_INSERT_ENTRY, rows)
+    session.execute(_SET_HEAD, {"new_head_hash": prev_hash, "new_updated_at": utcnow()})
+    every = _settings().audit_checkpoint_every
+    if every > 0:
+        for entry in batch:
+            if entry.seq % every == 0:
+                # Holding the head lock: the checkpoint commits (or not) with the entry it names.
+                _sign_checkpoint(session, entry.seq, entry.entry_hash, entry.at)
+    log.written = len(log.entries)
+    log.failed = False
+    return batch
+
+
+def _before_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # releasing a savepoint: its entries commit with the enclosing transaction
+    log = session.info.get(_LOG_KEY)
+    if log is None or (log.written == len(log.entries) and not log.failed):
+        return
+    session.flush()  # the act's own changes first: the head lock covers the append and the commit
+    _write(session, log)
+
+
+def _after_commit(session: Session) -> None:
+    log = session.info.get(_LOG_KEY)
+    if not session.in_nested_transaction() and log is not None and log.written < len(log.entries):
+        # Only possible when a root SessionTransaction is committed directly while savepoints
+        # are open (the portal always commits through Session.commit()).
+        logger.error("%d audit entries were committed without being written to the chain",
+                     len(log.entries) - log.written)
+
+
+def _after_transaction_create(session: Session, transaction: SessionTransaction) -> None:
+    log = session.info.get(_LOG_KEY)
+    if transaction.nested and log is not None:
+        log.savepoints[transaction] = (len(log.entries), log.written)
+
+
+def _after_soft_rollback(session: Session, previous_transaction: SessionTransaction) -> None:
+    log = session.info.get(_LOG_KEY)
+    if not previous_transaction.nested or log is None:
+        return  # the end of the whole transaction is handled by _after_transaction_end
+    # No mark: the log did not exist yet when the savepoint began, so it held nothing then.
+    length, written = log.savepoints.pop(previous_transaction, (0, 0))
+    for entry in log.entries[written:]:  # rolled back with the savepoint (if written at all)
+        entry.seq = entry.prev_hash = entry.entry_hash = None  # type: ignore[assignment]
+    del log.entries[length:]
+    log.written = min(log.written, written)
+
+
+def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # committed, rolled back or closed: the queue is done with
+        session.info.pop(_LOG_KEY, None)
+
+
+def _install_session_events() -> None:
+    """Listen on the sessions of `db` (Flask-SQLAlchemy's session class), once per process."""
+    for name, listener in (
+        ("before_commit", _before_commit),
+        ("after_commit", _after_commit),
+        ("after_transaction_create", _after_transaction_create),
+        ("after_soft_rollback", _after_soft_rollback),
+        ("after_transaction_end", _after_transaction_end),
+    ):
+        if not event.contains(db.session, name, listener):
+            event.listen(db.session, name, listener)
+
+
+_install_session_events()
 
 
 def record(
@@ -183,13 +306,15 @@ def record(
     detail: dict[str, Any] | None = None,
     ip: str = "",
 ) -> AuditEntry:
-    """Append one entry to the chain, written in the caller's transaction (commits with it).
+    """Queue one entry on the current transaction: it is appended to the chain right before the
+    transaction commits (or by `write_pending()`), and dropped if the transaction rolls back.
 
-    The returned AuditEntry carries the stored values but is not added to the session."""
+    Runs no SQL and takes no lock. The returned AuditEntry (never added to the session) carries
+    the entry's fields now; `seq`, `prev_hash` and `entry_hash` are None until it is written."""
+    if outcome not in OUTCOMES:
+        raise ValueError(f"unknown audit outcome {outcome!r}")
     actor = actor or Actor.system()
-    seq, prev_hash = _claim_next_seq()
     entry = AuditEntry(
-        seq=seq,
         at=utcnow(),
         actor_kind=actor.kind,
         user_id=actor.user_id,
@@ -203,16 +328,22 @@ def record(
         detail=json.dumps(detail or {}, ensure_ascii=False, sort_keys=True, separators=(",", ":"),
                           default=str),
         ip=(ip or actor.ip)[:45],
-        prev_hash=prev_hash,
     )
-    entry.entry_hash = chain_hash(prev_hash, entry)
-    db.session.execute(_INSERT_ENTRY, {c.name: getattr(entry, c.name) for c in _ENTRY.columns})
-    db.session.execute(_SET_HEAD, {"new_head_hash": entry.entry_hash, "new_updated_at": entry.at})
-    every = _settings().audit_checkpoint_every
-    if every > 0 and seq % every == 0:
-        # Still holding the head lock: the checkpoint commits (or not) with the entry it names.
-        _sign_checkpoint(seq, entry.entry_hash, entry.at)
-    return entry  # written (not added to the session): read it back with select() if needed
+    session = db.session()
+    if not session.in_transaction():
+        session.begin()  # tie the queue to a transaction, so that a rollback drops it
+    _log_of(session).entries.append(entry)
+    return entry
+
+
+def write_pending() -> list[AuditEntry]:
+    """Append the current transaction's queued entries now and return them (with their seqs).
+
+    For code that reads its own entries back before committing. Takes the head lock, which is
+    then held until the transaction ends: call it as late as possible."""
+    session = db.session()
+    log = session.info.get(_LOG_KEY)
+    return [] if log is None else _write(session, log)
 
 
 # Checkpoints ------------------------------------------------------------------------------------
@@ -224,14 +355,14 @@ def _signing_key() -> Any:
     return key_provider().signing_key
 
 
-def _sign_checkpoint(seq: int, head_hash: str, at: datetime) -> AuditCheckpoint:
+def _sign_checkpoint(session: Session, seq: int, head_hash: str, at: datetime) -> AuditCheckpoint:
     payload = {"seq": seq, "head_hash": head_hash, "at": at.isoformat(timespec="microseconds")}
     envelope = sign_envelope(payload, _signing_key(), CHECKPOINT_PURPOSE)
     checkpoint = AuditCheckpoint(
         seq=seq, head_hash=head_hash, at=at, envelope=envelope_to_bytes(envelope).decode("utf-8")
     )
-    db.session.add(checkpoint)
-    db.session.flush()
+    session.add(checkpoint)
+    session.flush()
     return checkpoint
 
 
@@ -251,14 +382,16 @@ def latest_checkpoint() -> AuditCheckpoint | None:
 
 
 def create_checkpoint(now: datetime | None = None) -> AuditCheckpoint | None:
-    """Sign the current head now, unless it is empty or already checkpointed."""
+    """Sign the current head now (after this transaction's queued entries), unless it is empty or
+    already checkpointed."""
+    write_pending()
     head = _lock_head()
     if head is None or head[0] == 0:
         return None
     seq, head_hash = head
     if db.session.scalar(select(exists().where(AuditCheckpoint.seq == seq))):
         return None
-    return _sign_checkpoint(seq, head_hash, now or utcnow())
+    return _sign_checkpoint(db.session(), seq, head_hash, now or utcnow())
 
 
 def checkpoint_if_due(now: datetime | None = None) -> AuditCheckpoint | None:
@@ -638,7 +771,8 @@ def verify_chain(
 
 
 def run_verification(actor: Actor | None = None, **options: Any) -> VerifyResult:
-    """Verify the chain and record the outcome as an `audit.verified` entry (flushed)."""
+    """Verify the chain and record the outcome as an `audit.verified` entry (queued: written when
+    the caller commits). The head lock is not held while verifying."""
     result = verify_chain(**options)
     record(
         VERIFIED_ACTION, actor=actor, outcome="success" if result.ok else "failure",

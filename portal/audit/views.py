@@ -45,6 +45,7 @@ def index() -> str:
 def verify() -> str | Response:
     result = services.run_verification(current_actor())
     if _wants_fragment():
+        services.write_pending()  # the status shows this verification's own entry
         return render_template(
             "audit/_status.html", status=services.chain_status(), just_ran=result
         )

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from gmcrypto.errors import DecryptionError
 from portal.audit.models import AuditEntry
-from portal.audit.services import Actor
+from portal.audit.services import Actor, write_pending
 from portal.db import db
 from portal.protect import (
     ID_NUMBER,
@@ -92,6 +92,7 @@ def test_blind_index_is_exact_and_per_kind(app):
 
 
 def _reveals() -> list[AuditEntry]:
+    write_pending()  # entries are appended at commit; these tests read them before committing
     return list(db.session.scalars(
         select(AuditEntry).where(AuditEntry.action == "personal.revealed").order_by(AuditEntry.seq)
     ))

@@ -25,7 +25,6 @@ def _serials(user, cross: bool = False, **args) -> list[str]:  # type: ignore[no
     criteria = SearchCriteria.from_args({k: str(v) for k, v in args.items()})
     assert not criteria.errors, criteria.errors
     result = services.search(scope_for(user, cross_department=cross), criteria, Actor.of_user(user))
-    result.audit.record()
     return [b.serial for b in result.items]
 
 

@@ -25,14 +25,14 @@ def fill(app: Flask) -> Callable[..., list[int]]:
     from portal.db import db
 
     def fill_chain(n: int, action: str = "test.filled", **kwargs: object) -> list[int]:
-        seqs = []
-        for i in range(n):
-            entry = record(
+        entries = [
+            record(
                 action, actor=Actor("user", 7, "alice", 3, "10.0.0.1"), object_type="business",
                 object_id=f"T{i:04d}", detail={"i": i, "名称": "测试"}, **kwargs,  # type: ignore[arg-type]
             )
-            seqs.append(entry.seq)
-        db.session.commit()
-        return seqs
+            for i in range(n)
+        ]
+        db.session.commit()  # appends them: their seqs are known from here on
+        return [entry.seq for entry in entries]
 
     return fill_chain

@@ -317,8 +317,9 @@ def test_verification_sees_entries_appended_while_it_runs(app, fill, monkeypatch
     def rows_then_append(self, seq):  # type: ignore[no-untyped-def]
         yield from real_rows(self, seq)
         if not appended:  # another process commits an entry after our last batch
-            appended.append(record("test.late").seq)
+            late = record("test.late")
             db.session.commit()
+            appended.append(late.seq)
 
     monkeypatch.setattr(services._Verifier, "_rows_after", rows_then_append)
     result = verify_chain()

@@ -33,8 +33,8 @@ def test_concurrent_appends_are_contiguous_and_verify(app, checkpoint_every):
             for i in range(PER_THREAD):
                 with app.app_context():
                     entry = record("test.concurrent", detail={"thread": number, "i": i})
-                    seq = entry.seq
                     db.session.commit()
+                    seq = entry.seq
                 with lock:
                     seqs.append(seq)
         except BaseException as exc:  # reported by the assertion below

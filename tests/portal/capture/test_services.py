@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from portal.agents.models import Agent
 from portal.audit.models import AuditEntry
-from portal.audit.services import Actor
+from portal.audit.services import Actor, write_pending
 from portal.capture import services
 from portal.capture.models import (
     CapturedPage,
@@ -35,6 +35,7 @@ LIMIT = 25 * 1024 * 1024
 
 
 def actions(name: str) -> list[AuditEntry]:
+    write_pending()  # entries are appended at commit; these tests read them before committing
     return list(db.session.scalars(select(AuditEntry).where(AuditEntry.action == name).order_by(AuditEntry.seq)))
 
 

@@ -153,8 +153,9 @@ def test_registered_jobs(app: Flask, org) -> None:  # type: ignore[no-untyped-de
     assert names["registry_sync"].interval(app) == 0  # switched off
 
     # The audit checkpoint job signs the head when it is due.
-    head = record("test.something").seq
+    entry = record("test.something")
     db.session.commit()
+    head = entry.seq
     assert db.session.scalar(select(AuditCheckpoint.seq)) is None
     election = LeaderElection(db.engine, "solo", ttl=timedelta(seconds=30))
     runner = JobRunner(app, [names["audit_checkpoint"], names["registry_sync"]], election)

@@ -10,7 +10,7 @@ from openpyxl import Workbook
 from sqlalchemy import select
 
 from portal.audit.models import AuditEntry
-from portal.audit.services import Actor
+from portal.audit.services import Actor, write_pending
 from portal.db import db
 from portal.org.models import DepartmentKind
 from portal.org.services import create_department
@@ -113,6 +113,7 @@ def test_quarantined_rows_are_retried_after_the_department_exists_or_dismissed(o
     assert dismissed.resolved_at is not None
     with pytest.raises(QuarantineError, match="已被处理"):
         dismiss_quarantined(rows["F0005"].id, actor)
+    write_pending()  # entries are appended at commit
     entries = db.session.scalars(
         select(AuditEntry).where(AuditEntry.action == "registry.quarantine_resolved").order_by(AuditEntry.seq)
     ).all()
