@@ -60,7 +60,7 @@ def run(repeat: int) -> list[Row]:
     from portal.capture.models import CapturedPage
     from portal.db import db, utcnow
     from portal.registry.models import Business
-    from portal.stats import exports
+    from portal.stats import exports, summary
     from portal.stats.services import Dimension, Granularity, StatsQuery, business_types, dashboard, workload
     from portal.warnings.models import CaptureWarning
     from portal.warnings.services import WarningQuery, badge_count, evaluate_all, list_warnings
@@ -85,6 +85,24 @@ def run(repeat: int) -> list[Row]:
     open_warnings = db.session.scalar(
         select(func.count()).select_from(CaptureWarning).where(CaptureWarning.closed_at.is_(None)))
     rows.append(("open warnings after evaluation", f"{open_warnings:,}", ""))
+
+    def repair() -> int:
+        repaired = summary.repair()
+        db.session.commit()
+        return repaired
+
+    seconds, repaired = timed(repair, repeat)
+    rows.append(("summary repair job (stats_summaries), steady state", f"{seconds:.2f} s",
+                 f"{repaired:,} stale summaries"))
+    batch = list(db.session.scalars(select(Business.id).order_by(Business.id.desc()).limit(1000)))
+
+    def refresh() -> int:
+        written = summary.refresh(batch)
+        db.session.rollback()
+        return written
+
+    seconds, _ = timed(refresh, repeat)
+    rows.append(("summary refresh of 1,000 businesses (one sync batch)", f"{seconds * 1000:.0f} ms", ""))
 
     def user(name: str) -> User:
         found = db.session.scalar(select(User).where(User.username == name))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import re
@@ -1027,36 +1026,19 @@ def page_image(page: CapturedPage, size: str, watermark: str) -> tuple[bytes, bo
     """The page's rendition, turned by its rotation, with the viewer's watermark drawn in.
     Returns (JPEG bytes, intact); a blob that fails its integrity check gives a placeholder."""
     from portal.storage.models import ImageBlob
-    from portal.storage.renditions import rendition, rotate
+    from portal.storage.renditions import Kind, integrity_placeholder, rendition, rotate
     from portal.storage.watermark import apply_watermark
 
-    kind = "display" if size == "display" else "thumb"
+    kind: Kind = "display" if size == "display" else "thumb"
     blob = db.session.get(ImageBlob, page.blob_id)
     try:
         if blob is None:
             raise BlobIntegrityError(page.content_sm3, "the blob row is missing")
-        data = rotate(rendition(blob, kind), page.rotation)  # type: ignore[arg-type]
+        data = rotate(rendition(blob, kind), page.rotation)
     except BlobIntegrityError as exc:
         log.error("page %s: %s", page.id, exc)
         return integrity_placeholder(kind), False
     return apply_watermark(data, watermark), True
-
-
-def integrity_placeholder(kind: str) -> bytes:
-    from PIL import Image, ImageDraw, ImageFont
-
-    from portal.storage.watermark import cjk_font_path
-
-    width, height = (240, 340) if kind == "thumb" else (800, 1100)
-    image = Image.new("RGB", (width, height), (252, 232, 230))
-    draw = ImageDraw.Draw(image)
-    path, size = cjk_font_path(), max(14, width // 12)
-    font = ImageFont.truetype(path, size) if path else ImageFont.load_default(size)
-    draw.text((width // 2, height // 2), "影像完整性\n校验失败", font=font, fill=(197, 34, 31), anchor="mm",
-              align="center")
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=80)
-    return out.getvalue()
 
 
 __all__ = ["CaptureError", "IncomingPage", "checklist_status"]

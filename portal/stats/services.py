@@ -255,6 +255,13 @@ class StatsRow:
     p90_delay: float | None = None
     drill: dict[str, Any] | None = None
 
+    @property
+    def key_text(self) -> str:
+        """The key as an HTML attribute ("12-3" for a department and a type)."""
+        if self.key is None:
+            return ""
+        return "-".join(map(str, self.key)) if isinstance(self.key, tuple) else str(self.key)
+
     @staticmethod
     def _rate(part: int, whole: int) -> float | None:
         return part / whole if whole else None

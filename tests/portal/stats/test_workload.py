@@ -289,6 +289,11 @@ def test_report_page_shows_the_numbers_and_scopes_departments(client, dataset: D
     # An HTMX request gets the fragment only.
     fragment = client.get("/stats/report", query_string=args, headers={"HX-Request": "true"}).get_data(as_text=True)
     assert 'id="stats-table"' in fragment and "<html" not in fragment
+    cross = TableParser()
+    cross.feed(client.get("/stats/report", query_string={**args, "by": "department_type"}).get_data(as_text=True))
+    register = next(bt.id for bt in business_types() if bt.code == "REGISTER")
+    e = expect(dataset.specs, {"a"}, type_code="REGISTER")
+    assert cross.rows[f"{org.office_a.id}-{register}"]["businesses"] == str(e["businesses"])
     empty = client.get("/stats/report", query_string={**args, "start": "2025-01-01", "end": "2025-01-31"})
     assert empty.status_code == 200 and "该时段内没有符合条件的业务" in empty.get_data(as_text=True)
     db.session.rollback()
