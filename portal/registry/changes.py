@@ -1,11 +1,11 @@
 """What follows when businesses change (a sync or import applied records, a capture was
-confirmed): the warnings of those now withdrawn or captured close, warnings follow a moved
-business, and their statistics summaries are recomputed — in the caller's transaction, so a
-supervisor sees the change on the next refresh.
+confirmed): their capture warnings are evaluated at once (closed when withdrawn or captured,
+moved with the business, raised or reopened when due) and their statistics summaries are
+recomputed — in the caller's transaction, so a supervisor sees the change on the next refresh.
 
-Warnings that open or rise because time passed come from the scheduler's `warnings_evaluate`
-(every 5 minutes); its `stats_summaries` job also repairs any summary a path that does not come
-through here left behind.
+The scheduler evaluates the whole city every 5 minutes (`warnings_evaluate`: warnings that rise
+only because time passed) and repairs any summary a path that does not come through here left
+behind (`stats_summaries`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from datetime import datetime
 def businesses_changed(business_ids: Iterable[int], now: datetime | None = None) -> None:
     # Imported here: warnings and statistics build on the registry, not the other way round.
     from portal.stats import summary
-    from portal.warnings.services import settle_businesses
+    from portal.warnings.services import evaluate_businesses
 
     ids = sorted(set(business_ids))
     if ids:
-        settle_businesses(ids, now)
+        evaluate_businesses(ids, now)
         summary.refresh(ids)

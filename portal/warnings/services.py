@@ -138,9 +138,8 @@ class EvaluationCounts:
         return dict(self.__dict__)
 
 
-def _run(now: datetime, business_ids: Sequence[int] | None, settle_only: bool = False) -> EvaluationCounts:
-    """Evaluate the businesses (all when `business_ids` is None). `settle_only`: only step 1,
-    what a change of the businesses themselves decides (closing, moving)."""
+def _run(now: datetime, business_ids: Sequence[int] | None) -> EvaluationCounts:
+    """Evaluate the businesses (all when `business_ids` is None)."""
     db.session.flush()
     counts = EvaluationCounts()
     rules = _type_rules()
@@ -177,7 +176,7 @@ def _run(now: datetime, business_ids: Sequence[int] | None, settle_only: bool = 
             counts.closed_captured += 1
         else:
             counts.moved += 1
-    if settle_only or not rules:
+    if not rules:
         return counts
     level = _level_at(rules, now)
     raised = (
@@ -248,16 +247,14 @@ def evaluate_business(business: Business, now: datetime | None = None) -> Captur
     return open_warning(business.id)
 
 
-def settle_businesses(business_ids: Sequence[int], now: datetime | None = None) -> dict[str, int]:
-    """After a sync or capture changed these businesses: close the warnings of those now withdrawn
-    or captured and let the others follow a move to another department or clerk, at once.
-    Opening and raising stay with the time-driven evaluation (`evaluate_all`, the scheduler's
-    `warnings_evaluate`), which sees the same businesses within its interval."""
+def evaluate_businesses(business_ids: Sequence[int], now: datetime | None = None) -> dict[str, int]:
+    """Evaluate these businesses now, after a sync or capture changed them: close what was
+    withdrawn or captured, follow a move, raise or (re)open what is due. CHUNK ids per statement."""
     now = now or utcnow()
     ids = sorted(set(business_ids))
     total = EvaluationCounts()
     for start in range(0, len(ids), CHUNK):
-        counts = _run(now, ids[start:start + CHUNK], settle_only=True)
+        counts = _run(now, ids[start:start + CHUNK])
         for name, value in counts.as_dict().items():
             setattr(total, name, getattr(total, name) + value)
     _expire_cached_warnings(set(ids))

@@ -334,7 +334,7 @@ def test_confirm_appends_and_recomputes_completeness(business, clerk, agent) -> 
     assert entry.object_id == business.serial and '"state":"complete"' in entry.detail
 
 
-def test_confirm_settles_the_warning_and_the_statistics_at_once(business, clerk) -> None:
+def test_confirm_closes_the_warning_and_refreshes_the_statistics_at_once(business, clerk) -> None:
     from portal.stats.models import CaptureSummary
     from portal.warnings.models import WarningClosure
     from portal.warnings.services import evaluate_all, open_warning

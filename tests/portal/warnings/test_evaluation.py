@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal.audit.services import Actor
@@ -25,7 +25,9 @@ from portal.warnings.services import (
 )
 from tests.portal.stats.helpers import capture, required_materials
 
-ACCEPTED = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+# Tomorrow, on the minute: creating or changing a business evaluates its warnings at the real
+# time, when nothing is due yet; each test then moves its own clock (`evaluate_all(now)`).
+ACCEPTED = (datetime.now(UTC) + timedelta(days=1)).replace(second=0, microsecond=0)
 
 
 def set_rule(code: str = "REGISTER", trigger: WarningTrigger = WarningTrigger.ACCEPTED,
@@ -193,8 +195,20 @@ def test_at_most_one_open_warning_per_business(factory) -> None:
 
 def test_scheduler_job_commits(app, factory) -> None:
     set_rule()
-    business = factory.business(accepted_at=ACCEPTED)
+    business = factory.business(accepted_at=datetime.now(UTC) - timedelta(minutes=30))
+    db.session.execute(update(BusinessType).values(reminder_after_minutes=10))  # due from now on
+    db.session.commit()
     counts = evaluate_all_job(app)
     assert counts["opened"] == 1
     db.session.rollback()  # a rollback here cannot undo what the job committed
     assert len(warnings_of(business)) == 1
+
+
+def test_a_sync_evaluates_its_businesses_at_once(factory, org) -> None:
+    set_rule()
+    overdue = factory.business(serial="NOW-1", accepted_at=datetime.now(UTC) - timedelta(days=2))
+    warning = open_warning(overdue.id)  # no scheduler run: the sync itself evaluated it
+    assert warning is not None and warning.level == WarningLevel.ESCALATION
+    factory.business(serial="NOW-1", accepted_at=overdue.accepted_at, status=BusinessStatus.WITHDRAWN)
+    assert open_warning(overdue.id) is None
+    assert [w.closure for w in warnings_of(overdue)] == [WarningClosure.WITHDRAWN]
