@@ -60,16 +60,31 @@ def browser(_playwright: Any) -> Iterator[Any]:
         instance.close()
 
 
+def _new_page(browser: Any) -> tuple[Any, Any]:
+    context = browser.new_context(viewport=VIEWPORT, locale="zh-CN")
+    new_page = context.new_page()
+    new_page.set_default_timeout(30_000)  # the test machine may be busy
+    new_page.errors = []
+    new_page.on("pageerror", lambda exc: new_page.errors.append(str(exc)))
+    new_page.on("console", lambda msg: _console_error(new_page, msg))
+    return context, new_page
+
+
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     """A fresh page (own cookies) at 1366×768; script errors and console errors (CSP violations,
     failed requests) are collected in `page.errors`."""
-    context = browser.new_context(viewport=VIEWPORT, locale="zh-CN")
-    new_page = context.new_page()
-    new_page.set_default_timeout(30_000)  # the test machine may be busy
-    new_page.errors = []  # type: ignore[attr-defined]
-    new_page.on("pageerror", lambda exc: new_page.errors.append(str(exc)))  # type: ignore[attr-defined]
-    new_page.on("console", lambda msg: _console_error(new_page, msg))
+    context, new_page = _new_page(browser)
+    try:
+        yield new_page
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def second_page(browser: Any) -> Iterator[Any]:
+    """Another user's browser beside `page` (its own context, so its own session)."""
+    context, new_page = _new_page(browser)
     try:
         yield new_page
     finally:
@@ -89,3 +104,12 @@ def sign_in(page: Any, base_url: str, username: str, password: str = PASSWORD) -
     page.fill("input[name=password]", password)
     with page.expect_navigation():
         page.click("button[type=submit]")
+
+
+def htmx_settled(page: Any) -> None:
+    """Wait until htmx has finished swapping and processing new content. htmx attaches the
+    triggers of swapped-in elements only when it settles (20 ms after the swap), so acting on an
+    element the moment it appears (setting a file input, say) can beat its `hx-trigger`."""
+    page.wait_for_function(
+        "() => window.htmx && !document.querySelector('.htmx-swapping, .htmx-settling, .htmx-added')"
+    )

@@ -28,7 +28,7 @@ from scanner_agent.portal_client import PortalClient, requests_transport
 from scanner_agent.runner import AgentRuntime, wait_for
 from tests.conftest import PASSWORD
 from tests.portal.agents.conftest import enrolment_code
-from tests.portal.browser_support import sign_in
+from tests.portal.browser_support import htmx_settled, sign_in
 from tests.portal.capture.conftest import material, pages_of
 
 pytestmark = pytest.mark.browser
@@ -88,6 +88,7 @@ def _open_by_serial(page, live_server: str, serial: str, shot: Path | None = Non
     page.keyboard.press("Enter")  # … followed by Enter
     page.wait_for_url("**/capture/business/*")
     page.locator(".cap-serial-no", has_text=serial).wait_for()
+    htmx_settled(page)
 
 
 def _scan_selected_material(page, pages: int = 2) -> None:  # type: ignore[no-untyped-def]

@@ -130,4 +130,4 @@ def dataset(factory, org) -> Dataset:  # type: ignore[no-untyped-def]
     return Dataset(specs, users, windows, offices)
 
 
-from tests.portal.browser_support import browser, live_server, page  # noqa: E402, F401
+from tests.portal.browser_support import browser, live_server, page, second_page  # noqa: E402, F401
