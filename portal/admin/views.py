@@ -308,8 +308,9 @@ def dictionary_page() -> Page:
 def checklist_cell(type_id: int, material_id: int) -> Page:
     business_type = _get_or_404(BusinessType, type_id)
     material = _get_or_404(Material, material_id)
+    recomputed = 0
     try:
-        item = dictionary.set_checklist_cell(
+        item, recomputed = dictionary.set_checklist_cell(
             business_type, material, forms.text(request.form, "requirement"), current_actor()
         )
     except dictionary.DictionaryError as exc:
@@ -323,7 +324,7 @@ def checklist_cell(type_id: int, material_id: int) -> Page:
         return redirect(url_for("admin.dictionary", tab="checklist"))
     return render_template("admin/_matrix_cell.html", bt=business_type, m=material, item=item,
                            requirements=list(Requirement), cell_saved=error is None,
-                           cell_error=error), status
+                           cell_error=error, recomputed=recomputed), status
 
 
 @bp.post("/dictionary/types")

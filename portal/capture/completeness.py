@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, literal, select, update
 
 from portal.capture.models import CapturedPage, PageStatus
-from portal.db import db, utcnow
+from portal.db import UTCDateTime, db, utcnow
 from portal.dictionary.models import ChecklistItem, Material, Requirement
 from portal.registry.models import Business, CaptureState
 
@@ -79,3 +79,51 @@ def refresh_completeness(business: Business) -> CaptureState:
     business.capture_state = state
     db.session.flush()
     return state
+
+
+def apply_checklist(business_type_id: int) -> list[int]:
+    """After the required materials of a business type changed: recompute the completeness of
+    its businesses that are not yet complete, in one statement, and return their ids (the
+    caller passes them to `businesses_changed`, which settles their warnings and statistics).
+
+    Complete businesses keep their completeness: they were complete under the checklist in
+    force when they were captured, and a new requirement must not turn a year of finished
+    archives into warnings. (A later capture on such a business recomputes it against the
+    checklist of the day, as every capture does.)"""
+    db.session.flush()
+    required = select(ChecklistItem.material_id).where(
+        ChecklistItem.business_type_id == business_type_id, ChecklistItem.requirement == Requirement.REQUIRED
+    )
+    n_required = db.session.scalar(select(func.count()).select_from(required.subquery())) or 0
+    captured = (
+        select(func.count(func.distinct(CapturedPage.material_id)))
+        .where(
+            CapturedPage.business_id == Business.id, CapturedPage.status == PageStatus.CONFIRMED,
+            CapturedPage.material_id.in_(required),
+        )
+        .scalar_subquery()
+    )
+    complete = and_(Business.page_count > 0, captured >= n_required)
+    stmt = (
+        update(Business)
+        .where(Business.business_type_id == business_type_id,
+               Business.capture_state.in_([CaptureState.NONE, CaptureState.PARTIAL]))
+        .values(
+            required_count=n_required, required_captured=captured,
+            capture_state=case(
+                (complete, CaptureState.COMPLETE.value),
+                (Business.page_count > 0, CaptureState.PARTIAL.value),
+                else_=CaptureState.NONE.value,
+            ),
+            completed_at=case((complete, literal(utcnow(), UTCDateTime()))),
+            version=Business.version + 1,
+        )
+        .returning(Business.id)
+        .execution_options(synchronize_session=False)
+    )
+    ids = list(db.session.scalars(stmt))
+    changed = set(ids)
+    for obj in list(db.session.identity_map.values()):
+        if isinstance(obj, Business) and obj.id in changed:
+            db.session.expire(obj)
+    return ids

@@ -239,8 +239,10 @@ def checklist_cell(business_type: BusinessType, material: Material) -> Checklist
 
 def set_checklist_cell(
     business_type: BusinessType, material: Material, requirement: str, by: Actor
-) -> ChecklistItem | None:
-    """Set one cell of the matrix; an empty `requirement` removes the material from the checklist."""
+) -> tuple[ChecklistItem | None, int]:
+    """Set one cell of the matrix; an empty `requirement` removes the material from the checklist.
+    Returns the cell and how many incomplete businesses were recomputed (a change of what is
+    required applies to the type's businesses that are not yet complete)."""
     wanted: Requirement | None = None
     if requirement:
         try:
@@ -250,7 +252,7 @@ def set_checklist_cell(
     item = checklist_cell(business_type, material)
     before = Requirement(item.requirement).value if item is not None else None
     if before == (wanted.value if wanted else None):
-        return item
+        return item, 0
     if wanted is None:
         assert item is not None
         business_type.checklist.remove(item)  # delete-orphan
@@ -265,8 +267,23 @@ def set_checklist_cell(
     else:
         item.requirement = wanted
     db.session.flush()
+    detail: dict[str, object] = {"business_type": business_type.code, "material": material.code,
+                                 "before": before, "after": wanted.value if wanted else None}
+    recomputed = 0
+    if (before == Requirement.REQUIRED.value) != (wanted == Requirement.REQUIRED):
+        recomputed = detail["businesses_recomputed"] = len(_apply_checklist(business_type))
     record("admin.checklist_changed", actor=by, object_type="business_type",
-           object_id=str(business_type.id),
-           detail={"business_type": business_type.code, "material": material.code,
-                   "before": before, "after": wanted.value if wanted else None})
-    return item
+           object_id=str(business_type.id), detail=detail)
+    return item, recomputed
+
+
+def _apply_checklist(business_type: BusinessType) -> list[int]:
+    """The required materials changed: the type's incomplete businesses are recomputed, and their
+    warnings and statistics follow at once."""
+    # Imported here: capture and the registry build on the dictionary, not the other way round.
+    from portal.capture.completeness import apply_checklist
+    from portal.registry.changes import businesses_changed
+
+    ids = apply_checklist(business_type.id)
+    businesses_changed(ids)
+    return ids

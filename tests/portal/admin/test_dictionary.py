@@ -193,3 +193,61 @@ def test_edit_rows_and_cancel(sysadmin, org):
     response = sysadmin.get(f"/admin/dictionary/types/{bt.id}/edit")
     assert response.status_code == 302 and "tab=types" in response.headers["Location"]
     assert sysadmin.get("/admin/dictionary/types/99999/edit", headers=HX).status_code == 404
+
+
+def test_a_change_of_required_materials_recomputes_incomplete_businesses(sysadmin, factory, org):
+    """Warnings and statistics follow at once; complete businesses keep their completeness."""
+    from datetime import timedelta
+
+    from portal.db import utcnow
+    from portal.registry.changes import businesses_changed
+    from portal.registry.models import CaptureState
+    from portal.stats.models import CaptureSummary
+    from portal.warnings.models import WarningClosure
+    from portal.warnings.services import open_warning
+    from tests.portal.stats.helpers import capture, required_materials
+    from tests.portal.warnings.test_evaluation import set_rule, warnings_of
+
+    lock = set_rule("LOCK", t1=60, t2=240, t3=1440)
+    accepted = utcnow() - timedelta(days=3)
+    partial, untouched, done = (factory.business(serial=s, type_code="LOCK", accepted_at=accepted)
+                                for s in ("LOCK-P", "LOCK-N", "LOCK-C"))
+    id_proof, request_form = required_materials(partial)
+    capture(partial, captured_at=accepted, materials=[id_proof])
+    capture(done, captured_at=accepted)
+    businesses_changed([partial.id, done.id])
+    db.session.commit()
+    assert open_warning(partial.id) is not None and open_warning(untouched.id) is not None
+
+    # The request form becomes optional: the partial business is complete now, its warning closes.
+    response = sysadmin.post(f"/admin/dictionary/checklist/{lock.id}/{request_form.id}",
+                             data={"requirement": "optional"}, headers=HX)
+    assert response.status_code == 200
+    db.session.expire_all()
+    assert (partial.capture_state, partial.required_count, partial.required_captured) == (
+        CaptureState.COMPLETE, 1, 1)
+    assert partial.completed_at is not None
+    [closed] = warnings_of(partial)
+    assert closed.closure == WarningClosure.CAPTURED
+    assert db.session.get(CaptureSummary, partial.id).complete is True
+    assert "已重算 2 笔未完成业务的完整性" in text(response)
+    assert (untouched.capture_state, untouched.required_count) == (CaptureState.NONE, 1)
+    assert open_warning(untouched.id) is not None
+    assert '"businesses_recomputed":2' in audit_entries("admin.checklist_changed")[-1].detail
+
+    # A new required material: incomplete businesses need it, complete ones stay complete.
+    photo = _material("VEHICLE_PHOTO")
+    response = sysadmin.post(f"/admin/dictionary/checklist/{lock.id}/{photo.id}",
+                             data={"requirement": "required"}, headers=HX)
+    assert response.status_code == 200
+    db.session.expire_all()
+    assert (untouched.required_count, untouched.required_captured) == (2, 0)
+    assert (partial.capture_state, done.capture_state) == (CaptureState.COMPLETE, CaptureState.COMPLETE)
+    assert open_warning(partial.id) is None and open_warning(done.id) is None
+    assert '"businesses_recomputed":1' in audit_entries("admin.checklist_changed")[-1].detail
+
+    # Optional ↔ conditional does not touch completeness.
+    response = sysadmin.post(f"/admin/dictionary/checklist/{lock.id}/{request_form.id}",
+                             data={"requirement": "conditional"}, headers=HX)
+    assert response.status_code == 200
+    assert "businesses_recomputed" not in audit_entries("admin.checklist_changed")[-1].detail
