@@ -16,6 +16,8 @@ from portal.warnings.services import format_elapsed
 bp = Blueprint("stats", __name__, url_prefix="/stats")
 
 EXPORTED_ACTION = "stats.exported"
+VIEWED_ACTION = "stats.viewed"  # a statistics table answered (not the dashboard's polls)
+DASHBOARD_ACTION = "stats.dashboard_viewed"  # the dashboard page opened (its polls are not audited)
 LEVEL_BADGE = {1: "info", 2: "warning", 3: "danger"}
 
 
@@ -41,7 +43,9 @@ def _dashboard_context() -> dict[str, object]:
 @bp.get("/")
 @require(Permission.STATISTICS)
 def index() -> str:
-    return render_template("stats/index.html", **_dashboard_context())
+    context = _dashboard_context()
+    record(DASHBOARD_ACTION, actor=current_actor(), object_type="statistics", object_id="dashboard")
+    return render_template("stats/index.html", **context)
 
 
 @bp.get("/live")
@@ -79,8 +83,15 @@ def report() -> tuple[str, int]:
         abort(404)
     except services.StatsError as exc:
         status, error = exc.status, exc.message
+    else:
+        record(VIEWED_ACTION, actor=current_actor(), object_type="statistics", object_id=query.dimension.value,
+               detail=_audit_detail(query, len(result.rows)))
     template = "stats/_report.html" if _wants_fragment() else "stats/report.html"
     return render_template(template, result=result, error=error, **context), status
+
+
+def _audit_detail(query: services.StatsQuery, rows: int) -> dict[str, object]:
+    return {**query.as_args(), "start": query.start.isoformat(), "end": query.end.isoformat(), "rows": rows}
 
 
 @bp.get("/export.<fmt>")
@@ -106,11 +117,8 @@ def export(fmt: str) -> Response | tuple[str, int]:
         return render_template("stats/report.html", result=None,
                                error="服务器缺少中文字体，无法导出 PDF，请联系系统管理员。",
                                **_report_context(query)), 500
-    record(
-        EXPORTED_ACTION, actor=current_actor(), object_type="statistics", object_id=query.dimension.value,
-        detail={"format": fmt, **query.as_args(), "start": query.start.isoformat(), "end": query.end.isoformat(),
-                "rows": len(result.rows)},
-    )
+    record(EXPORTED_ACTION, actor=current_actor(), object_type="statistics", object_id=query.dimension.value,
+           detail={"format": fmt, **_audit_detail(query, len(result.rows))})
     response = Response(body, mimetype=exports.MEDIA_TYPES[fmt])
     response.headers["Content-Disposition"] = f'attachment; filename="{exports.filename(result, fmt)}"'
     response.headers["Cache-Control"] = "no-store"

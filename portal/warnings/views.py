@@ -6,6 +6,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
+from portal.audit.services import record
 from portal.auth.access import current_actor, require, signed_in_user
 from portal.auth.roles import Permission
 from portal.db import db, utcnow
@@ -15,6 +16,7 @@ from portal.warnings.models import WarningLevel
 bp = Blueprint("warnings", __name__, url_prefix="/warnings")
 
 LEVEL_BADGE = {1: "info", 2: "warning", 3: "danger"}
+LISTED_ACTION = "warnings.listed"
 
 
 def _wants_fragment() -> bool:
@@ -48,6 +50,10 @@ def index() -> str:
         result = services.list_warnings(user, query)
     except services.OutOfScope:
         abort(404)
+    record(LISTED_ACTION, actor=current_actor(), object_type="capture_warning", object_id=query.view,
+           detail={"department_id": result.department.id if result.department else None,
+                   "window_id": result.window.id if result.window else None, "level": query.level,
+                   "state": query.state, "page": query.page, "total": result.total})
     args = {k: v for k, v in request.args.items() if k != "page" and v}
     context = _context(result=result, query=query, args=args,
                        can_except=user.can(Permission.WARNING_EXCEPTION), **_filter_options(result))

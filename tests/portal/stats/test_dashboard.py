@@ -6,9 +6,10 @@ import json
 import re
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from portal.agents.models import Agent, AgentStatus
+from portal.audit.models import AuditEntry
 from portal.capture.models import PageStatus
 from portal.db import db, utcnow
 from portal.stats.services import dashboard, local_midnight, local_today
@@ -88,4 +89,8 @@ def test_dashboard_page_and_live_parts(client, factory, org) -> None:
     for part in ("dash-today", "dash-levels", "dash-trend-data", "dash-warnings", "dash-windows", "dash-agents"):
         assert f'id="{part}" hx-swap-oob="innerHTML"' in body
     assert "<canvas" not in body  # the chart is never re-created by polling
+    # Opening the dashboard is audited, its polls are not.
+    client.get("/stats/live", headers={"HX-Request": "true", "X-Portal-Poll": "1"})
+    [opened] = db.session.scalars(select(AuditEntry).where(AuditEntry.action.like("stats.%"))).all()
+    assert (opened.action, opened.user_id) == ("stats.dashboard_viewed", supervisor.id)
     assert "pc-kb" in body

@@ -8,7 +8,9 @@ from datetime import UTC, date, datetime, timedelta
 from html.parser import HTMLParser
 
 import pytest
+from sqlalchemy import select
 
+from portal.audit.models import AuditEntry
 from portal.db import db
 from portal.stats.services import (
     Dimension,
@@ -297,6 +299,12 @@ def test_report_page_shows_the_numbers_and_scopes_departments(client, dataset: D
     empty = client.get("/stats/report", query_string={**args, "start": "2025-01-01", "end": "2025-01-31"})
     assert empty.status_code == 200 and "该时段内没有符合条件的业务" in empty.get_data(as_text=True)
     db.session.rollback()
+    # Every answered table is audited with its question; refused ones (404) are not answers.
+    viewed = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "stats.viewed")
+                                .order_by(AuditEntry.seq)).all()
+    assert [e.object_id for e in viewed] == ["department", "department", "department_type", "department"]
+    assert {e.user_id for e in viewed} == {supervisor.id}
+    assert '"start":"2026-11-01"' in viewed[0].detail and '"end":"2026-11-30"' in viewed[0].detail
 
 
 def test_statistics_need_the_permission(client, factory, org) -> None:

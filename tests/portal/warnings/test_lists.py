@@ -102,6 +102,9 @@ def test_exception_through_the_page_is_audited(client, factory, org) -> None:
     assert (entry.object_id, entry.reason) == (str(warning_id), "申请人材料由上级部门留存")
     assert entry.user_id == supervisor.id
     assert "A-OLD" not in client.get("/warnings/").get_data(as_text=True)
+    listed = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "warnings.listed")).all()
+    assert listed and listed[-1].user_id == supervisor.id and listed[-1].object_id == "department"
+    assert f'"department_id":{supervisor.department_id}' in listed[-1].detail
     # Without JavaScript the form posts and comes back to the list with a message.
     other = open_warning(db.session.scalar(select(CaptureWarning.business_id).where(
         CaptureWarning.clerk_code == "K3")))
