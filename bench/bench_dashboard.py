@@ -147,11 +147,76 @@ def run(repeat: int) -> list[Row]:
     db.session.rollback()
     rows.append(("full year by department, one business type, city", f"{seconds:.2f} s",
                  f"{len(result.rows)} rows, {result.total.businesses:,} businesses"))
+    rows.append(checklist_change(repeat))
     result = workload(hq, StatsQuery(**year, dimension=Dimension.DEPARTMENT))
     for fmt, fn in (("xlsx", exports.to_xlsx), ("pdf", exports.to_pdf)):
         seconds, body = timed(lambda fn=fn: fn(result, hq, utcnow()), repeat)
         rows.append((f"export {fmt} of the department table", f"{seconds * 1000:.0f} ms", f"{len(body):,} bytes"))
     db.session.rollback()
+    return rows
+
+
+def checklist_change(repeat: int) -> Row:
+    """An administrator makes an optional material of the largest business type required: its
+    incomplete businesses are recomputed, their warnings and summaries follow (rolled back)."""
+    from sqlalchemy import select
+
+    from portal.audit.services import Actor
+    from portal.db import db
+    from portal.dictionary.models import BusinessType, ChecklistItem, Requirement
+    from portal.dictionary.services import set_checklist_cell
+
+    register = db.session.scalar(select(BusinessType).where(BusinessType.code == "REGISTER"))
+    optional = db.session.scalar(select(ChecklistItem).where(
+        ChecklistItem.business_type_id == register.id, ChecklistItem.requirement == Requirement.OPTIONAL))
+    material_id = optional.material_id
+
+    def change() -> int:
+        from portal.dictionary.models import Material
+
+        _, recomputed = set_checklist_cell(register, db.session.get(Material, material_id), "required",
+                                           Actor.cli())
+        db.session.rollback()
+        return recomputed
+
+    seconds, recomputed = timed(change, repeat)
+    return ("checklist change: an optional material of 注册登记 becomes required", f"{seconds:.2f} s",
+            f"{recomputed:,} incomplete businesses recomputed")
+
+
+def over_http(app: Any, repeat: int) -> list[Row]:
+    """The same dashboard and table as the supervisor's browser gets them: signed-in session,
+    permission and scope checks, rendering, the audit entry and the commit (Flask's test client,
+    no network)."""
+    from datetime import date, timedelta
+
+    from bench.datagen import PASSWORD
+
+    app.config["WTF_CSRF_ENABLED"] = False
+    client = app.test_client()
+    response = client.post("/login", data={"username": "sup_hq", "password": PASSWORD})
+    assert response.status_code == 302, response.get_data(as_text=True)[:300]
+    today = date.today()
+    year = {"range": "custom", "start": (today - timedelta(days=364)).isoformat(), "end": today.isoformat()}
+    cases = [
+        ("dashboard page over HTTP, city", "/stats/", {}),
+        ("dashboard poll over HTTP (HTMX out-of-band parts), city", "/stats/live",
+         {"HX-Request": "true", "X-Portal-Poll": "1"}),
+        ("full year by department × business type over HTTP, city", "/stats/report",
+         {"HX-Request": "true"}),
+    ]
+    rows: list[Row] = []
+    for label, path, headers in cases:
+        query = {**year, "by": "department_type"} if path == "/stats/report" else None
+
+        def get(path: str = path, headers: dict[str, str] = headers, query: Any = query) -> Any:
+            answer = client.get(path, headers=headers, query_string=query)
+            assert answer.status_code == 200, answer.status_code
+            return answer
+
+        client.get(path, headers=headers, query_string=query)  # warm-up
+        seconds, answer = timed(get, repeat)
+        rows.append((label, f"{seconds * 1000:.0f} ms", f"{len(answer.data):,} bytes of HTML"))
     return rows
 
 
@@ -165,6 +230,7 @@ def main() -> None:
     app.config["STATS_STATEMENT_TIMEOUT_MS"] = 600_000  # measure, do not cut off
     with app.app_context():
         rows = run(args.repeat)
+    rows += over_http(app, args.repeat)
     print(f"Machine: {machine()}\n")
     print("| measurement | time | result |")
     print("|---|---:|---|")
