@@ -30,7 +30,8 @@ def _context(**extra: object) -> dict[str, object]:
         "levels": list(WarningLevel), "level_badge": LEVEL_BADGE, "views": services.VIEWS,
         "level_names": {int(v): v.label for v in WarningLevel},
         "level_options": [(int(v), v.label) for v in WarningLevel],
-        "states": services.STATES, "elapsed": services.format_elapsed, "now": utcnow(), **extra,
+        "states": services.STATES, "elapsed": services.format_elapsed, "now": utcnow(),
+        "can_capture": current_user.is_authenticated and current_user.can(Permission.CAPTURE), **extra,
     }
 
 

@@ -65,6 +65,7 @@ def test_clerk_sees_own_warnings_and_window(client, factory, org) -> None:
     assert "A-NEW" not in mine  # another clerk's
     assert "C-ONE" not in mine  # same clerk code, but another detachment
     assert "例外关闭" not in mine  # clerks cannot close by exception
+    assert f'href="/capture/business/{a_old.id}"' in mine  # straight to where the warning is resolved
     # The window view: businesses of clerks at the window, and businesses captured there.
     a_new = db.session.scalar(select(CaptureWarning).where(CaptureWarning.clerk_code == "K2")).business
     add_page(a_new, required_materials(a_new)[0], captured_at=ACCEPTED, window_id=org.window_a.id)
