@@ -156,13 +156,15 @@ def _capture_delay(rng: random.Random) -> timedelta:
 
 def _capture_history(businesses: list[Business], now: datetime) -> int:
     """Capture the demo businesses through the capture services (browser upload and confirm, as
-    a clerk without an agent does), then move each capture to the time it would have happened
-    and let the warnings be evaluated afresh, as the scheduler would have. Returns the pages."""
+    a clerk without an agent does), then move each capture's pages, job and completion to the
+    time it would have happened (their audit entries keep the real time), and evaluate the
+    warnings of the demo businesses afresh: the open warnings are what the scheduler would show
+    now; no history of warnings closed by capture is simulated. Returns the pages."""
     from portal.capture import services as capture
     from portal.capture.models import CapturedPage, CaptureKind, ScanJob, SupplementMode, SupplementReason
     from portal.stats import summary
     from portal.warnings.models import CaptureWarning
-    from portal.warnings.services import evaluate_all
+    from portal.warnings.services import evaluate_businesses
 
     settings = current_app.config["SETTINGS"]
     users = {u.registry_clerk_code: u for u in db.session.scalars(select(User).where(User.window_id.is_not(None)))}
@@ -200,6 +202,8 @@ def _capture_history(businesses: list[Business], now: datetime) -> int:
             count = rng.choice([1, 1, 2])
             backdate(upload(business, material, user, count), at)
             pages += count
+        if not required:
+            continue
         business.first_captured_at = at
         if business.completed_at is not None:
             business.completed_at = at
@@ -218,7 +222,7 @@ def _capture_history(businesses: list[Business], now: datetime) -> int:
             pages += 1
     db.session.flush()
     summary.refresh(b.id for b in businesses)
-    # What the scheduler would have made of this history, had it been running all along.
-    db.session.execute(delete(CaptureWarning))
-    evaluate_all(now)
+    ids = [b.id for b in businesses]
+    db.session.execute(delete(CaptureWarning).where(CaptureWarning.business_id.in_(ids)))
+    evaluate_businesses(ids, now)
     return pages

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import and_, case, func, literal, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 
 from portal.capture.models import CapturedPage, PageStatus
-from portal.db import UTCDateTime, db, utcnow
+from portal.db import db, utcnow
 from portal.dictionary.models import ChecklistItem, Material, Requirement
 from portal.registry.models import Business, CaptureState
 
@@ -81,47 +82,69 @@ def refresh_completeness(business: Business) -> CaptureState:
     return state
 
 
+CHUNK = 1000  # businesses per UPDATE of `apply_checklist`
+
+
 def apply_checklist(business_type_id: int) -> list[int]:
-    """After the required materials of a business type changed: recompute the completeness of
-    its businesses that are not yet complete, in one statement, and return their ids (the
-    caller passes them to `businesses_changed`, which settles their warnings and statistics).
+    """After the checklist of a business type changed: recompute, as `refresh_completeness`
+    would, the businesses of the type that are not yet complete, and return the ids of those
+    that changed (the caller passes them to `businesses_changed`, which settles their warnings
+    and statistics). Set-based: one locking SELECT, then one UPDATE per CHUNK businesses.
 
     Complete businesses keep their completeness: they were complete under the checklist in
     force when they were captured, and a new requirement must not turn a year of finished
-    archives into warnings. (A later capture on such a business recomputes it against the
-    checklist of the day, as every capture does.)"""
+    archives into warnings. A later capture on such a business recomputes it against the
+    checklist of the day, as every capture does. A business completed by this change (a
+    requirement dropped) is complete since its last confirmed page, not since the change."""
     db.session.flush()
-    required = select(ChecklistItem.material_id).where(
-        ChecklistItem.business_type_id == business_type_id, ChecklistItem.requirement == Requirement.REQUIRED
-    )
-    n_required = db.session.scalar(select(func.count()).select_from(required.subquery())) or 0
-    captured = (
-        select(func.count(func.distinct(CapturedPage.material_id)))
-        .where(
-            CapturedPage.business_id == Business.id, CapturedPage.status == PageStatus.CONFIRMED,
-            CapturedPage.material_id.in_(required),
+    incomplete = Business.capture_state.in_([CaptureState.NONE, CaptureState.PARTIAL])
+    # Wait for captures being confirmed right now (they hold their business row) and keep new
+    # ones out until this transaction ends; the UPDATEs below then read their pages (on
+    # PostgreSQL each statement sees what committed before it started). SQLite: one writer anyway.
+    candidates = list(db.session.scalars(
+        select(Business.id).where(Business.business_type_id == business_type_id, incomplete)
+        .order_by(Business.id).with_for_update()
+    ))
+    items = db.session.execute(
+        select(ChecklistItem.material_id, ChecklistItem.requirement)
+        .where(ChecklistItem.business_type_id == business_type_id)
+    ).all()
+    listed = [material_id for material_id, _ in items]
+    required = [material_id for material_id, requirement in items if requirement == Requirement.REQUIRED]
+
+    def of_confirmed(column: Any, materials: list[int]) -> Any:
+        """A figure of the business's confirmed pages of these materials (an index-only lookup)."""
+        return (
+            select(column)
+            .where(CapturedPage.business_id == Business.id, CapturedPage.status == PageStatus.CONFIRMED,
+                   CapturedPage.material_id.in_(materials))
+            .scalar_subquery()
         )
-        .scalar_subquery()
-    )
-    complete = and_(Business.page_count > 0, captured >= n_required)
-    stmt = (
-        update(Business)
-        .where(Business.business_type_id == business_type_id,
-               Business.capture_state.in_([CaptureState.NONE, CaptureState.PARTIAL]))
-        .values(
-            required_count=n_required, required_captured=captured,
-            capture_state=case(
-                (complete, CaptureState.COMPLETE.value),
-                (Business.page_count > 0, CaptureState.PARTIAL.value),
-                else_=CaptureState.NONE.value,
-            ),
-            completed_at=case((complete, literal(utcnow(), UTCDateTime()))),
-            version=Business.version + 1,
+
+    captured = of_confirmed(func.count(func.distinct(CapturedPage.material_id)), required)
+    pages = of_confirmed(func.count(), listed)
+    complete = and_(pages > 0, captured >= len(required))
+    changes = or_(Business.required_count != len(required), Business.required_captured != captured,
+                  Business.page_count != pages)
+    values = {
+        "required_count": len(required), "required_captured": captured, "page_count": pages,
+        "capture_state": case(
+            (complete, CaptureState.COMPLETE.value), (pages > 0, CaptureState.PARTIAL.value),
+            else_=CaptureState.NONE.value,
+        ),
+        "completed_at": case((complete, of_confirmed(func.max(CapturedPage.confirmed_at), required or listed))),
+        "version": Business.version + 1,
+    }
+    ids: list[int] = []
+    for start in range(0, len(candidates), CHUNK):
+        stmt = (
+            update(Business)
+            .where(Business.id.in_(candidates[start:start + CHUNK]), incomplete, changes)
+            .values(values)
+            .returning(Business.id)
+            .execution_options(synchronize_session=False)
         )
-        .returning(Business.id)
-        .execution_options(synchronize_session=False)
-    )
-    ids = list(db.session.scalars(stmt))
+        ids += db.session.scalars(stmt)
     changed = set(ids)
     for obj in list(db.session.identity_map.values()):
         if isinstance(obj, Business) and obj.id in changed:

@@ -241,14 +241,16 @@ def set_checklist_cell(
     business_type: BusinessType, material: Material, requirement: str, by: Actor
 ) -> tuple[ChecklistItem | None, int]:
     """Set one cell of the matrix; an empty `requirement` removes the material from the checklist.
-    Returns the cell and how many incomplete businesses were recomputed (a change of what is
-    required applies to the type's businesses that are not yet complete)."""
+    Returns the cell and how many incomplete businesses changed (a change of the checklist applies
+    to the type's businesses that are not yet complete, `capture.completeness.apply_checklist`)."""
     wanted: Requirement | None = None
     if requirement:
         try:
             wanted = Requirement(requirement)
         except ValueError:
             raise DictionaryError("材料要求无效。") from None
+    # One change of a type's checklist at a time (two administrators, two cells of one row).
+    db.session.execute(select(BusinessType.id).where(BusinessType.id == business_type.id).with_for_update())
     item = checklist_cell(business_type, material)
     before = Requirement(item.requirement).value if item is not None else None
     if before == (wanted.value if wanted else None):
@@ -270,7 +272,9 @@ def set_checklist_cell(
     detail: dict[str, object] = {"business_type": business_type.code, "material": material.code,
                                  "before": before, "after": wanted.value if wanted else None}
     recomputed = 0
-    if (before == Requirement.REQUIRED.value) != (wanted == Requirement.REQUIRED):
+    # What is required, or which materials count as pages of the archive, changed (optional ↔
+    # conditional changes neither).
+    if Requirement.REQUIRED.value in (before, detail["after"]) or None in (before, detail["after"]):
         recomputed = detail["businesses_recomputed"] = len(_apply_checklist(business_type))
     record("admin.checklist_changed", actor=by, object_type="business_type",
            object_id=str(business_type.id), detail=detail)
@@ -278,7 +282,7 @@ def set_checklist_cell(
 
 
 def _apply_checklist(business_type: BusinessType) -> list[int]:
-    """The required materials changed: the type's incomplete businesses are recomputed, and their
+    """The checklist changed: the type's incomplete businesses are recomputed, and their
     warnings and statistics follow at once."""
     # Imported here: capture and the registry build on the dictionary, not the other way round.
     from portal.capture.completeness import apply_checklist

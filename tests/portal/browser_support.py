@@ -111,5 +111,5 @@ def htmx_settled(page: Any) -> None:
     triggers of swapped-in elements only when it settles (20 ms after the swap), so acting on an
     element the moment it appears (setting a file input, say) can beat its `hx-trigger`."""
     page.wait_for_function(
-        "() => window.htmx && !document.querySelector('.htmx-swapping, .htmx-settling, .htmx-added')"
+        "() => window.htmx && !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling, .htmx-added')"
     )

@@ -226,7 +226,7 @@ def test_a_change_of_required_materials_recomputes_incomplete_businesses(sysadmi
     db.session.expire_all()
     assert (partial.capture_state, partial.required_count, partial.required_captured) == (
         CaptureState.COMPLETE, 1, 1)
-    assert partial.completed_at is not None
+    assert partial.completed_at == accepted  # complete since its last page, not since the change
     [closed] = warnings_of(partial)
     assert closed.closure == WarningClosure.CAPTURED
     assert db.session.get(CaptureSummary, partial.id).complete is True
@@ -251,3 +251,37 @@ def test_a_change_of_required_materials_recomputes_incomplete_businesses(sysadmi
                              data={"requirement": "conditional"}, headers=HX)
     assert response.status_code == 200
     assert "businesses_recomputed" not in audit_entries("admin.checklist_changed")[-1].detail
+
+
+def test_a_material_leaving_the_checklist_no_longer_counts_as_pages(sysadmin, factory, org):
+    """As `refresh_completeness` computes it: pages of materials outside the checklist do not count."""
+    from datetime import timedelta
+
+    from portal.capture.completeness import refresh_completeness
+    from portal.db import utcnow
+    from portal.registry.changes import businesses_changed
+    from portal.registry.models import CaptureState
+    from tests.portal.stats.helpers import capture, required_materials
+
+    lock = _type("LOCK")
+    business = factory.business(serial="LOCK-X", type_code="LOCK", accepted_at=utcnow() - timedelta(days=1))
+    id_proof, _ = required_materials(business)
+    capture(business, captured_at=utcnow(), materials=[id_proof])
+    businesses_changed([business.id])
+    db.session.commit()
+    assert (business.capture_state, business.page_count) == (CaptureState.PARTIAL, 1)
+
+    response = sysadmin.post(f"/admin/dictionary/checklist/{lock.id}/{id_proof.id}", data={"requirement": ""},
+                             headers=HX)
+    assert response.status_code == 200
+    db.session.expire_all()
+    stored = (business.capture_state, business.required_count, business.required_captured, business.page_count)
+    assert stored == (CaptureState.NONE, 1, 0, 0)
+    refresh_completeness(business)  # what a capture would compute: the same
+    assert (business.capture_state, business.required_count, business.required_captured,
+            business.page_count) == stored
+    db.session.rollback()
+    # Nothing left to change: a second look writes nothing.
+    from portal.capture.completeness import apply_checklist
+
+    assert apply_checklist(lock.id) == []
