@@ -272,9 +272,8 @@ def set_checklist_cell(
     detail: dict[str, object] = {"business_type": business_type.code, "material": material.code,
                                  "before": before, "after": wanted.value if wanted else None}
     recomputed = 0
-    # What is required, or which materials count as pages of the archive, changed (optional ↔
-    # conditional changes neither).
-    if Requirement.REQUIRED.value in (before, detail["after"]) or None in (before, detail["after"]):
+    # Only optional ↔ conditional leaves what is required, and which pages count, as it was.
+    if {before, detail["after"]} - {Requirement.OPTIONAL.value, Requirement.CONDITIONAL.value}:
         recomputed = detail["businesses_recomputed"] = len(_apply_checklist(business_type))
     record("admin.checklist_changed", actor=by, object_type="business_type",
            object_id=str(business_type.id), detail=detail)

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import select
 
-from portal.db import db
+from portal.capture.completeness import apply_checklist, refresh_completeness
+from portal.db import db, utcnow
 from portal.dictionary.models import BusinessType, ChecklistItem, Material, Requirement
+from portal.registry.changes import businesses_changed
+from portal.registry.models import CaptureState
+from portal.stats.models import CaptureSummary
+from portal.warnings.models import WarningClosure
+from portal.warnings.services import open_warning
 from tests.portal.admin.conftest import HX, audit_entries, text
+from tests.portal.stats.helpers import capture, required_materials
+from tests.portal.warnings.test_evaluation import set_rule, warnings_of
 
 
 def _type(code: str) -> BusinessType:
@@ -197,17 +207,6 @@ def test_edit_rows_and_cancel(sysadmin, org):
 
 def test_a_change_of_required_materials_recomputes_incomplete_businesses(sysadmin, factory, org):
     """Warnings and statistics follow at once; complete businesses keep their completeness."""
-    from datetime import timedelta
-
-    from portal.db import utcnow
-    from portal.registry.changes import businesses_changed
-    from portal.registry.models import CaptureState
-    from portal.stats.models import CaptureSummary
-    from portal.warnings.models import WarningClosure
-    from portal.warnings.services import open_warning
-    from tests.portal.stats.helpers import capture, required_materials
-    from tests.portal.warnings.test_evaluation import set_rule, warnings_of
-
     lock = set_rule("LOCK", t1=60, t2=240, t3=1440)
     accepted = utcnow() - timedelta(days=3)
     partial, untouched, done = (factory.business(serial=s, type_code="LOCK", accepted_at=accepted)
@@ -255,14 +254,6 @@ def test_a_change_of_required_materials_recomputes_incomplete_businesses(sysadmi
 
 def test_a_material_leaving_the_checklist_no_longer_counts_as_pages(sysadmin, factory, org):
     """As `refresh_completeness` computes it: pages of materials outside the checklist do not count."""
-    from datetime import timedelta
-
-    from portal.capture.completeness import refresh_completeness
-    from portal.db import utcnow
-    from portal.registry.changes import businesses_changed
-    from portal.registry.models import CaptureState
-    from tests.portal.stats.helpers import capture, required_materials
-
     lock = _type("LOCK")
     business = factory.business(serial="LOCK-X", type_code="LOCK", accepted_at=utcnow() - timedelta(days=1))
     id_proof, _ = required_materials(business)
@@ -282,6 +273,4 @@ def test_a_material_leaving_the_checklist_no_longer_counts_as_pages(sysadmin, fa
             business.page_count) == stored
     db.session.rollback()
     # Nothing left to change: a second look writes nothing.
-    from portal.capture.completeness import apply_checklist
-
     assert apply_checklist(lock.id) == []
