@@ -26,7 +26,6 @@ from scanner_agent.outbox import (
 )
 
 CHILD = Path(__file__).with_name("outbox_child.py")
-pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL tests need POSIX")
 
 
 class Clock:
