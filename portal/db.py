@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Collection
 from datetime import UTC, datetime
 
 from flask_sqlalchemy import SQLAlchemy
@@ -40,6 +41,14 @@ class UTCDateTime(TypeDecorator[datetime]):
 def enum_column(cls: type[enum.Enum], length: int = 20) -> Enum:
     """A Python enum stored by its value as a short string (no native enum: portable, easy to migrate)."""
     return Enum(cls, native_enum=False, length=length, values_callable=lambda e: [m.value for m in e])
+
+
+def expire_loaded(model: type, ids: Collection[int] | None = None, key: str = "id") -> None:
+    """After a bulk UPDATE (which bypasses the identity map): the session's loaded objects of
+    `model` whose `key` is in `ids` (all of them when None) reload on their next access."""
+    for obj in list(db.session.identity_map.values()):
+        if isinstance(obj, model) and (ids is None or getattr(obj, key) in ids):
+            db.session.expire(obj)
 
 
 def utcnow() -> datetime:

@@ -196,14 +196,14 @@ def _capture_history(businesses: list[Business], now: datetime) -> int:
         if outcome == "forgotten":
             continue
         required = [s.material for s in capture.checklist_status(business) if s.requirement == Requirement.REQUIRED]
+        if not required:
+            continue
         if outcome == "partial":
             required = required[:1]
         for material in required:
             count = rng.choice([1, 1, 2])
             backdate(upload(business, material, user, count), at)
             pages += count
-        if not required:
-            continue
         business.first_captured_at = at
         if business.completed_at is not None:
             business.completed_at = at

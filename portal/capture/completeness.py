@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select, update
 
 from portal.capture.models import CapturedPage, PageStatus
-from portal.db import db, utcnow
+from portal.db import db, expire_loaded, utcnow
 from portal.dictionary.models import ChecklistItem, Material, Requirement
 from portal.registry.models import Business, CaptureState
 
@@ -145,8 +145,5 @@ def apply_checklist(business_type_id: int) -> list[int]:
             .execution_options(synchronize_session=False)
         )
         ids += db.session.scalars(stmt)
-    changed = set(ids)
-    for obj in list(db.session.identity_map.values()):
-        if isinstance(obj, Business) and obj.id in changed:
-            db.session.expire(obj)
+    expire_loaded(Business, set(ids))
     return ids

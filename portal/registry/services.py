@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from portal.audit.services import Actor, record
 from portal.capture.completeness import refresh_completeness
-from portal.db import db, utcnow
+from portal.db import db, expire_loaded, utcnow
 from portal.dictionary.models import BusinessType, ChecklistItem, Requirement
 from portal.keys import key_provider
 from portal.org.models import Department
@@ -343,19 +343,12 @@ def _apply_bulk(records: list[BusinessRecord], lookups: Lookups) -> BatchResult:
             .values({key: bindparam(key) for key in columns} | {"version": Business.version + 1})
         )
         db.session.connection().execute(stmt, updates)
-        _expire_loaded({values["b_id"] for values in updates})
+        expire_loaded(Business, {values["b_id"] for values in updates})
     for business_id in retyped:
         business = db.session.get(Business, business_id)
         if business is not None:
             refresh_completeness(business)
     return result
-
-
-def _expire_loaded(ids: set[int]) -> None:
-    """Objects of the session that the bulk UPDATE made stale reload on next access."""
-    for obj in list(db.session.identity_map.values()):
-        if isinstance(obj, Business) and obj.id in ids:
-            db.session.expire(obj)
 
 
 def _apply_one_by_one(records: list[BusinessRecord], lookups: Lookups) -> BatchResult:

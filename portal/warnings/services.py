@@ -46,7 +46,7 @@ from portal.audit.services import Actor, record
 from portal.auth.models import User
 from portal.auth.roles import Permission
 from portal.capture.models import CapturedPage
-from portal.db import UTCDateTime, db, utcnow
+from portal.db import UTCDateTime, db, expire_loaded, utcnow
 from portal.dictionary.models import BusinessType, WarningTrigger
 from portal.org.models import Department, Window
 from portal.registry.models import Business, BusinessStatus, CaptureState
@@ -229,7 +229,7 @@ def _insert_ignoring_conflicts() -> Any:
 def evaluate_all(now: datetime | None = None) -> dict[str, int]:
     """Evaluate every business of the city in a few statements; flushes, the caller commits."""
     counts = _run(now or utcnow(), None)
-    _expire_cached_warnings(None)
+    expire_loaded(CaptureWarning)
     if counts.opened + counts.closed_captured + counts.closed_withdrawn >= MASS_CHANGE \
             and db.session.get_bind().dialect.name == "postgresql":
         # Planner statistics from before a mass change (the first run, a lowered threshold) made
@@ -243,7 +243,7 @@ def evaluate_business(business: Business, now: datetime | None = None) -> Captur
     """Evaluate one business now (after a capture completed or the business changed) and return
     its open warning, if any. Flushes, never commits."""
     _run(now or utcnow(), [business.id])
-    _expire_cached_warnings({business.id})
+    expire_loaded(CaptureWarning, {business.id}, key="business_id")
     return open_warning(business.id)
 
 
@@ -257,15 +257,8 @@ def evaluate_businesses(business_ids: Sequence[int], now: datetime | None = None
         counts = _run(now, ids[start:start + CHUNK])
         for name, value in counts.as_dict().items():
             setattr(total, name, getattr(total, name) + value)
-    _expire_cached_warnings(set(ids))
+    expire_loaded(CaptureWarning, set(ids), key="business_id")
     return total.as_dict()
-
-
-def _expire_cached_warnings(business_ids: set[int] | None) -> None:
-    """The statements bypass the identity map: make loaded warnings reload."""
-    for obj in list(db.session.identity_map.values()):
-        if isinstance(obj, CaptureWarning) and (business_ids is None or obj.business_id in business_ids):
-            db.session.expire(obj)
 
 
 def evaluate_all_job(app: Flask) -> dict[str, int]:
