@@ -15,7 +15,8 @@ tables read `CaptureSummary` — one narrow row per business kept in step by
   and the supplemental pages by reason (confirmed, including versions later superseded);
 - capture delay: completed_at − accepted_at of complete businesses, median and p90 with linear
   interpolation (`percentile_cont`) from a histogram in display units (minutes under a day,
-  hours beyond): exact when a unit holds one distinct delay, else within that unit.
+  hours beyond): exact when a unit holds one distinct delay, else off by at most the wider of
+  the units of the two delays it interpolates between (a minute, or an hour beyond a day).
 
 A business belongs to a window by its capture: the window of its first initial-capture page
 (lowest window id when several), so businesses never captured have no window.
@@ -368,7 +369,8 @@ class DelayBucket:
 def bucket_percentile(buckets: Sequence[DelayBucket], q: float) -> float | None:
     """percentile_cont (linear interpolation between the closest ranks) over the delays of
     `buckets` (sorted by bucket), each delay taken as its bucket's mean: exact whenever a bucket
-    holds one distinct delay, otherwise within the bucket's width (one displayed unit)."""
+    holds one distinct delay; otherwise each delay is off by less than its bucket's width, so the
+    result by at most the wider of the two buckets it interpolates between."""
     total = sum(b.count for b in buckets)
     if not total:
         return None
@@ -603,7 +605,7 @@ def _percentiles(plan: _Plan) -> dict[Any, tuple[float | None, float | None]]:
     cohort (`TOTAL`). The database returns a histogram — per key and display unit, the count
     and mean delay (a hash aggregate, no sort of every delay) — and the percentiles are
     interpolated from it (`bucket_percentile`): exact when a unit holds one distinct delay,
-    otherwise off by less than the unit shown."""
+    otherwise off by at most the wider of the two units it interpolates between."""
     keys = plan.group_columns(folded=True)
     bucket = _delay_bucket()
     stmt = plan.select(*keys, bucket, func.count(), func.avg(Summary.delay_seconds)).where(

@@ -33,14 +33,30 @@ def histogram(values: list[float]) -> list[DelayBucket]:
 delays = st.lists(st.floats(min_value=0, max_value=5 * DAY_SECONDS, allow_nan=False), min_size=1, max_size=300)
 
 
+def width(seconds: float) -> int:
+    return 60 if seconds < DAY_SECONDS else 3600
+
+
 @given(delays)
-def test_within_one_display_unit(values: list[float]) -> None:
+def test_within_the_wider_of_the_two_units_interpolated(values: list[float]) -> None:
+    """Each delay stands for its unit's mean (off by less than the unit), so the interpolation
+    between two ranks is off by at most the wider of their units."""
     buckets = histogram(values)
+    ordered = sorted(values)
     for q in (0.5, 0.9):
         got = bucket_percentile(buckets, q)
         assert got is not None
-        width = 60 if exact(values, q) < DAY_SECONDS - 60 else 3600
-        assert abs(got - exact(values, q)) <= width
+        position = q * (len(ordered) - 1)
+        low, high = ordered[math.floor(position)], ordered[math.ceil(position)]
+        assert abs(got - exact(values, q)) <= max(width(low), width(high))
+
+
+def test_interpolating_across_the_day_boundary() -> None:
+    """The example hypothesis found: half-way between 0 s and an hour bucket beyond a day."""
+    values = [0.0, 0.0, 90_000.0, 90_241.0]
+    got = bucket_percentile(histogram(values), 0.5)
+    assert got == 0.5 * (90_000.0 + 90_241.0) / 2  # the hour bucket's mean, half-way
+    assert 60 < abs(got - exact(values, 0.5)) <= 3600
 
 
 @given(st.lists(st.integers(min_value=0, max_value=3 * 1440), min_size=1, max_size=200))
